@@ -8,7 +8,6 @@ endif()
 
 function(weft_target_defaults target)
   target_compile_options(${target} PRIVATE ${WEFT_WARNINGS})
-  target_compile_definitions(${target} PRIVATE ASIO_NO_DEPRECATED ASIO_NO_TS_EXECUTORS)
   if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug" AND NOT CMAKE_BUILD_TYPE STREQUAL "Fuzz")
     target_compile_definitions(${target} PRIVATE WEFT_NDEBUG=1)
   endif()

@@ -1,0 +1,38 @@
+// Workers: one event loop per thread. A connection is accepted, served and closed by one worker
+// and never migrates, so connection state needs no locks (docs/dev/threading.md).
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "weft/common/thread.h"
+
+namespace weft::runtime {
+
+class Worker {
+ public:
+  explicit Worker(std::string name);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  asio::io_context& context() { return context_; }
+  // Starts the loop thread. Handlers may be posted before start().
+  void start();
+  // Lets run() return once no work is left (the guard is dropped); join happens in ~Worker.
+  void release();
+  // Stops the loop now, abandoning pending handlers.
+  void stop() { context_.stop(); }
+
+ private:
+  std::string name_;
+  asio::io_context context_{1};  // concurrency hint 1: one thread runs it, so Asio skips locking
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::unique_ptr<Thread> thread_;
+};
+
+}  // namespace weft::runtime

@@ -1,0 +1,136 @@
+#include "proxy/config.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <string_view>
+
+namespace weft::proxy {
+namespace {
+
+constexpr std::string_view kDefaultOpaquePorts = "25,587,3306,4444,5432,6379,9300,11211";
+constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
+
+// Every variable we read; anything else starting with WEFT_PROXY_ is reported as unknown.
+constexpr std::array<std::string_view, 19> kKnown = {
+    "WEFT_PROXY_INBOUND_LISTEN_ADDR", "WEFT_PROXY_OUTBOUND_LISTEN_ADDR",
+    "WEFT_PROXY_ADMIN_LISTEN_ADDR",   "WEFT_PROXY_CONTROL_LISTEN_ADDR",
+    "WEFT_PROXY_IPV6",                "WEFT_PROXY_DETECT_TIMEOUT",
+    "WEFT_PROXY_OPAQUE_PORTS",        "WEFT_PROXY_INBOUND_CONNECT_TIMEOUT",
+    "WEFT_PROXY_OUTBOUND_CONNECT_TIMEOUT", "WEFT_PROXY_INBOUND_TARGET_ADDR",
+    "WEFT_PROXY_OUTBOUND_TARGET_ADDR", "WEFT_PROXY_CORES",
+    "WEFT_PROXY_LOG",                 "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD",
+    "WEFT_PROXY_BUFFER_SIZE",         "WEFT_PROXY_IDENTITY_DISABLED",
+    "WEFT_PROXY_DESTINATION_ADDR",    "WEFT_PROXY_IDENTITY_DIR",
+    "WEFT_PROXY_DESTINATION_DISABLED"};
+
+Error named(std::string_view var, const Error& e) {
+  return Error::internal("invalid_config", std::string(var) + ": " + e.context);
+}
+
+}  // namespace
+
+Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::string>& environ_names) {
+  LoadedConfig loaded;
+  ProxyConfig& c = loaded.config;
+  c.opaque_ports = config::PortSet::parse(kDefaultOpaquePorts).value();
+
+  auto get = [&](std::string_view var) -> std::optional<std::string> {
+    const char* v = getenv(std::string(var).c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+
+  struct Addr {
+    std::string_view var;
+    config::HostPort* out;
+  };
+  for (auto [var, out] : {Addr{"WEFT_PROXY_INBOUND_LISTEN_ADDR", &c.inbound_listen},
+                          Addr{"WEFT_PROXY_OUTBOUND_LISTEN_ADDR", &c.outbound_listen},
+                          Addr{"WEFT_PROXY_ADMIN_LISTEN_ADDR", &c.admin_listen},
+                          Addr{"WEFT_PROXY_CONTROL_LISTEN_ADDR", &c.control_listen}}) {
+    if (auto v = get(var)) {
+      auto hp = config::parseHostPort(*v);
+      if (!hp) return named(var, hp.error());
+      *out = *hp;
+    }
+  }
+  for (auto [var, out] : {std::pair{"WEFT_PROXY_INBOUND_TARGET_ADDR", &c.inbound_target},
+                          std::pair{"WEFT_PROXY_OUTBOUND_TARGET_ADDR", &c.outbound_target}}) {
+    if (auto v = get(var); v && !v->empty()) {
+      auto hp = config::parseHostPort(*v);
+      if (!hp) return named(var, hp.error());
+      *out = *hp;
+    }
+  }
+  struct Dur {
+    std::string_view var;
+    std::chrono::milliseconds* out;
+  };
+  for (auto [var, out] : {Dur{"WEFT_PROXY_DETECT_TIMEOUT", &c.detect_timeout},
+                          Dur{"WEFT_PROXY_INBOUND_CONNECT_TIMEOUT", &c.inbound_connect_timeout},
+                          Dur{"WEFT_PROXY_OUTBOUND_CONNECT_TIMEOUT", &c.outbound_connect_timeout},
+                          Dur{"WEFT_PROXY_SHUTDOWN_GRACE_PERIOD", &c.shutdown_grace_period}}) {
+    if (auto v = get(var)) {
+      auto d = config::parseDuration(*v);
+      if (!d) return named(var, d.error());
+      if (d->count() == 0 && var != "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD") {
+        return Error::internal("invalid_config", std::string(var) + ": must be greater than 0");
+      }
+      *out = *d;
+    }
+  }
+  if (auto v = get("WEFT_PROXY_OPAQUE_PORTS")) {
+    auto ports = config::PortSet::parse(*v);
+    if (!ports) return named("WEFT_PROXY_OPAQUE_PORTS", ports.error());
+    c.opaque_ports = *ports;
+  }
+  auto parseInt = [](const std::string& s, long lo, long hi, long* out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return ec == std::errc() && p == s.data() + s.size() && *out >= lo && *out <= hi;
+  };
+  if (auto v = get("WEFT_PROXY_CORES")) {
+    long n = 0;
+    if (!parseInt(*v, 1, 256, &n)) {
+      return Error::internal("invalid_config", "WEFT_PROXY_CORES: \"" + *v +
+                                                   "\" is not a number of worker threads from 1 to 256");
+    }
+    c.cores = static_cast<int>(n);
+  }
+  if (auto v = get("WEFT_PROXY_BUFFER_SIZE")) {
+    long n = 0;
+    if (!parseInt(*v, 1024, 1 << 20, &n)) {
+      return Error::internal("invalid_config", "WEFT_PROXY_BUFFER_SIZE: \"" + *v +
+                                                   "\" is not a byte count from 1024 to 1048576");
+    }
+    c.buffer_size = static_cast<std::size_t>(n);
+  }
+  if (auto v = get("WEFT_PROXY_LOG")) {
+    if (std::find(kLogLevels.begin(), kLogLevels.end(), *v) == kLogLevels.end()) {
+      return Error::internal("invalid_config",
+                             "WEFT_PROXY_LOG: \"" + *v +
+                                 "\" is not a log level: trace, debug, info, warn, error or off");
+    }
+    c.log_level = *v;
+  }
+  for (auto [var, out] : {std::pair{"WEFT_PROXY_IPV6", &c.ipv6},
+                          std::pair{"WEFT_PROXY_IDENTITY_DISABLED", &c.identity_disabled}}) {
+    if (auto v = get(var)) {
+      auto b = config::parseBool(*v);
+      if (!b) return named(var, b.error());
+      *out = *b;
+    }
+  }
+  if (auto v = get("WEFT_PROXY_DESTINATION_ADDR")) c.destination_addr = *v;
+
+  for (const auto& name : environ_names) {
+    if (name.rfind("WEFT_PROXY_", 0) == 0 &&
+        std::find(kKnown.begin(), kKnown.end(), name) == kKnown.end()) {
+      loaded.warnings.push_back("unknown setting " + name +
+                                " is ignored (see docs/proxy-config.md for the list)");
+    }
+  }
+  return loaded;
+}
+
+}  // namespace weft::proxy

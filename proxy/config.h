@@ -1,0 +1,56 @@
+// weft-proxy's configuration: every setting comes from a WEFT_PROXY_* environment variable,
+// documented in docs/proxy-config.md. Validated once at start-up; a bad value is an Error that
+// names the variable and the accepted form, and main() exits 64 with it.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "weft/common/result.h"
+#include "weft/config/values.h"
+
+namespace weft::proxy {
+
+struct ProxyConfig {
+  config::HostPort inbound_listen{"0.0.0.0", 4143, false};
+  config::HostPort outbound_listen{"127.0.0.1", 4140, false};
+  config::HostPort admin_listen{"0.0.0.0", 4191, false};
+  config::HostPort control_listen{"0.0.0.0", 4190, false};
+  // Also listen on the IPv6 twin of a wildcard/loopback IPv4 listen address ([::] / [::1]),
+  // so ip6tables-redirected connections are served too.
+  bool ipv6 = true;
+
+  std::chrono::milliseconds detect_timeout{std::chrono::seconds(10)};
+  config::PortSet opaque_ports;  // defaults set by loadConfig
+  std::chrono::milliseconds inbound_connect_timeout{std::chrono::seconds(1)};
+  std::chrono::milliseconds outbound_connect_timeout{std::chrono::seconds(1)};
+
+  // Benchmarks and bring-up: send every connection of a listener here instead of to its
+  // original destination (no iptables needed).
+  std::optional<config::HostPort> inbound_target;
+  std::optional<config::HostPort> outbound_target;
+
+  int cores = 1;
+  std::string log_level = "info";
+  std::chrono::milliseconds shutdown_grace_period{std::chrono::seconds(120)};
+  std::size_t buffer_size = 16 * 1024;  // per direction per connection
+
+  bool identity_disabled = false;
+  std::string destination_addr;  // empty: forward to the original destination
+};
+
+using Getenv = std::function<const char*(const char*)>;
+
+struct LoadedConfig {
+  ProxyConfig config;
+  std::vector<std::string> warnings;  // e.g. unknown WEFT_PROXY_* variables, said once at start
+};
+
+// Reads and validates every WEFT_PROXY_* variable. `environ_names` are the names of all set
+// variables, used to warn about misspelt WEFT_PROXY_* ones.
+Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::string>& environ_names);
+
+}  // namespace weft::proxy

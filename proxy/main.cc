@@ -1,0 +1,193 @@
+// weft-proxy: wires configuration, metrics, workers, the inbound and outbound stacks and the
+// admin server. The only place that names concrete implementations.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "proxy/admin/server.h"
+#include "proxy/config.h"
+#include "proxy/proxy_metrics.h"
+#include "proxy/tcp/stack.h"
+#include "weft/common/assert.h"
+#include "weft/runtime/worker.h"
+
+extern char** environ;
+
+namespace weft::proxy {
+namespace {
+
+constexpr int kExitConfig = 64;  // EX_USAGE: bad configuration, said once at start-up
+
+std::atomic<bool> g_shutdown_requested{false};
+
+std::vector<std::string> environNames() {
+  std::vector<std::string> names;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv(*e);
+    names.push_back(kv.substr(0, kv.find('=')));
+  }
+  return names;
+}
+
+std::optional<asio::ip::tcp::endpoint> toEndpoint(const std::optional<config::HostPort>& hp) {
+  if (!hp) return std::nullopt;
+  return asio::ip::tcp::endpoint(asio::ip::make_address(hp->host), hp->port);
+}
+
+StackSettings stackSettings(const ProxyConfig& c, Direction d) {
+  StackSettings s;
+  s.direction = d;
+  const bool in = d == Direction::kInbound;
+  s.listen = listenEndpoints(in ? c.inbound_listen : c.outbound_listen, c.ipv6);
+  s.fixed_target = toEndpoint(in ? c.inbound_target : c.outbound_target);
+  s.detect_timeout = c.detect_timeout;
+  s.connect_timeout = in ? c.inbound_connect_timeout : c.outbound_connect_timeout;
+  s.opaque_ports = c.opaque_ports;
+  s.own_ports = {c.inbound_listen.port, c.outbound_listen.port, c.admin_listen.port,
+                 c.control_listen.port};
+  s.buffer_size = c.buffer_size;
+  s.tls_label = "disabled";
+  return s;
+}
+
+int run() {
+  auto loaded = loadConfig([](const char* n) { return std::getenv(n); }, environNames());
+  if (!loaded) {
+    std::fprintf(stderr, "weft-proxy: invalid configuration: %s\n", loaded.error().context.c_str());
+    return kExitConfig;
+  }
+  const ProxyConfig& cfg = loaded->config;
+
+  auto logger = spdlog::stderr_color_mt("weft-proxy");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%-5l%$ %v", spdlog::pattern_time_type::utc);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  for (const auto& w : loaded->warnings) spdlog::warn("{}", w);
+  if (!cfg.identity_disabled) {
+    spdlog::warn("no identity is configured: running without mTLS (tls=\"disabled\"); set "
+                 "WEFT_PROXY_IDENTITY_DISABLED=1 to say this is intended");
+  } else {
+    spdlog::info("identity disabled by WEFT_PROXY_IDENTITY_DISABLED: connections are plaintext");
+  }
+  if (cfg.destination_addr.empty()) {
+    spdlog::info("no destination service configured: forwarding to each connection's original "
+                 "destination");
+  }
+
+  // Signals are taken synchronously by this thread; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  metrics::Registry registry;
+  ProxyMetrics metrics(registry);
+  registry.addCollector([](std::string& out) {
+    out += "# HELP proxy_build_info Proxy build info\n# TYPE proxy_build_info gauge\n";
+    out += "proxy_build_info{version=\"" WEFT_VERSION "\",git_sha=\"" WEFT_GIT_SHA
+           "\",profile=\"" WEFT_PROFILE "\",vendor=\"weft\"} 1\n";
+    out += "# HELP weft_bug_total Internal invariant violations (each is a bug to report)\n";
+    out += "# TYPE weft_bug_total counter\nweft_bug_total " + std::to_string(bugCounter().load()) + "\n";
+  });
+  registry.addCollector(metrics::renderProcessMetrics);
+
+  TcpStack inbound(stackSettings(cfg, Direction::kInbound), metrics);
+  TcpStack outbound(stackSettings(cfg, Direction::kOutbound), metrics);
+
+  std::vector<std::unique_ptr<runtime::Worker>> workers;
+  for (int i = 0; i < cfg.cores; ++i) {
+    workers.push_back(std::make_unique<runtime::Worker>("weft-worker-" + std::to_string(i)));
+    for (TcpStack* stack : {&inbound, &outbound}) {
+      if (auto st = stack->bind(workers.back()->context()); !st) {
+        std::fprintf(stderr, "weft-proxy: %s\n", st.error().context.c_str());
+        return 1;
+      }
+    }
+  }
+
+  std::atomic<bool> ready{false};
+  std::atomic<bool> draining{false};
+  runtime::Worker admin_worker("weft-admin");
+  AdminHooks hooks;
+  hooks.ready = [&] { return ready.load() && !draining.load(); };
+  hooks.shutdown = [] { g_shutdown_requested = true; };
+  hooks.log_level = [] {
+    auto sv = spdlog::level::to_string_view(spdlog::get_level());
+    return std::string(sv.data(), sv.size());
+  };
+  hooks.set_log_level = [](const std::string& level) -> Status {
+    auto l = spdlog::level::from_str(level);
+    if (l == spdlog::level::off && level != "off") {
+      return Error::downstream("bad_level", "unknown log level \"" + level +
+                                                "\"; use trace, debug, info, warn, error or off");
+    }
+    spdlog::set_level(l);
+    return okStatus();
+  };
+  AdminServer admin(admin_worker.context(), registry, hooks);
+  auto admin_ep = listenEndpoints(cfg.admin_listen, false).front();
+  if (auto st = admin.listen(admin_ep); !st) {
+    std::fprintf(stderr, "weft-proxy: %s\n", st.error().context.c_str());
+    return 1;
+  }
+  admin.start();
+  admin_worker.start();
+
+  inbound.start();
+  outbound.start();
+  for (auto& w : workers) w->start();
+  ready = true;
+  spdlog::info("weft-proxy {} ready: inbound {}, outbound {}, admin {}, {} worker(s)", WEFT_VERSION,
+               cfg.inbound_listen.toString(), cfg.outbound_listen.toString(),
+               cfg.admin_listen.toString(), cfg.cores);
+
+  // Wait for SIGTERM/SIGINT or POST /shutdown.
+  const timespec tick{0, 100'000'000};
+  for (;;) {
+    int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig > 0) {
+      spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    if (g_shutdown_requested) break;
+  }
+
+  // Graceful shutdown: stop accepting, let open connections finish, give up after the grace
+  // period. A second signal ends the wait at once.
+  draining = true;
+  inbound.stopAccepting();
+  outbound.stopAccepting();
+  const auto deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace_period;
+  auto active = [&] { return inbound.activeConnections() + outbound.activeConnections(); };
+  if (active() > 0) {
+    spdlog::info("draining {} open connection(s), for at most {}", active(),
+                 config::formatDuration(cfg.shutdown_grace_period));
+  }
+  while (active() > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      spdlog::warn("second signal: not waiting for {} connection(s)", active());
+      break;
+    }
+  }
+  if (active() > 0) {
+    spdlog::warn("grace period over: closing {} connection(s)", active());
+  } else {
+    spdlog::info("drained; exiting");
+  }
+  for (auto& w : workers) w->stop();
+  workers.clear();
+  admin_worker.stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace weft::proxy
+
+int main() { return weft::proxy::run(); }

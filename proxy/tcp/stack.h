@@ -1,0 +1,67 @@
+// The layer-4 stack of one direction: listener -> original destination -> loop guard ->
+// protocol detection -> connect -> bidirectional forwarding. Inbound and outbound each build one
+// (proxy/inbound/stack.cc, proxy/outbound/stack.cc) with their own settings.
+//
+// Threading: a TcpStack is shared, read-only after construction, by every worker; each worker
+// runs its own acceptor (SO_REUSEPORT) and owns the connections it accepts. The only shared
+// mutable state is the atomic connection count and the metric families (see registry.h).
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/proxy_metrics.h"
+#include "weft/config/values.h"
+
+namespace weft::proxy {
+
+enum class Direction { kInbound, kOutbound };
+std::string_view directionName(Direction d);
+
+struct StackSettings {
+  Direction direction = Direction::kInbound;
+  std::vector<asio::ip::tcp::endpoint> listen;        // first is the configured one
+  std::optional<asio::ip::tcp::endpoint> fixed_target;  // instead of SO_ORIGINAL_DST
+  std::chrono::milliseconds detect_timeout{10'000};
+  std::chrono::milliseconds connect_timeout{1'000};
+  config::PortSet opaque_ports;
+  std::vector<uint16_t> own_ports;  // every port this proxy listens on, for the loop guard
+  std::size_t buffer_size = 16 * 1024;
+  std::string tls_label = "disabled";  // the `tls` label for this stack's connections
+};
+
+class TcpStack {
+ public:
+  TcpStack(StackSettings settings, ProxyMetrics& metrics);
+  ~TcpStack();
+
+  // Binds this worker's acceptors (SO_REUSEPORT, so every worker binds the same addresses).
+  // Fails with the address and the system's reason, e.g. "address already in use".
+  Status bind(asio::io_context& worker);
+  // Starts accepting on every acceptor bound so far.
+  void start();
+  // Stops accepting (graceful shutdown); connections already accepted go on. Thread-safe.
+  void stopAccepting();
+
+  [[nodiscard]] int64_t activeConnections() const { return active_->load(); }
+  [[nodiscard]] const StackSettings& settings() const { return settings_; }
+
+ private:
+  struct Acceptor;
+  StackSettings settings_;
+  ProxyMetrics& metrics_;
+  std::shared_ptr<std::atomic<int64_t>> active_;
+  std::vector<std::shared_ptr<Acceptor>> acceptors_;  // written only before start()
+};
+
+// Builds the endpoints to listen on: the configured one and, when ipv6 is set and the address is
+// 0.0.0.0 or 127.0.0.1, its IPv6 twin ([::] or [::1]).
+std::vector<asio::ip::tcp::endpoint> listenEndpoints(const config::HostPort& hp, bool ipv6);
+
+}  // namespace weft::proxy
