@@ -181,9 +181,13 @@ int run() {
   } else {
     spdlog::info("drained; exiting");
   }
-  for (auto& w : workers) w->stop();
+  // Teardown order matters: join every loop, then drop the objects bound to the loops' contexts,
+  // then the contexts themselves.
+  for (auto& w : workers) w->stopAndJoin();
+  admin_worker.stopAndJoin();
+  inbound.releaseAcceptors();
+  outbound.releaseAcceptors();
   workers.clear();
-  admin_worker.stop();
   return 0;
 }
 

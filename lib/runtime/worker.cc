@@ -16,4 +16,10 @@ void Worker::start() {
 
 void Worker::release() { guard_.reset(); }
 
+void Worker::stopAndJoin() {
+  guard_.reset();
+  context_.stop();
+  thread_.reset();
+}
+
 }  // namespace weft::runtime

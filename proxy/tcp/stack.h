@@ -49,6 +49,10 @@ class TcpStack {
   // Stops accepting (graceful shutdown); connections already accepted go on. Thread-safe.
   void stopAccepting();
 
+  // Destroys the acceptors. Call only once every worker loop has been stopped and joined, and
+  // before the workers' io_contexts are destroyed.
+  void releaseAcceptors() { acceptors_.clear(); }
+
   [[nodiscard]] int64_t activeConnections() const { return active_->load(); }
   [[nodiscard]] const StackSettings& settings() const { return settings_; }
 

@@ -25,8 +25,9 @@ class Worker {
   void start();
   // Lets run() return once no work is left (the guard is dropped); join happens in ~Worker.
   void release();
-  // Stops the loop now, abandoning pending handlers.
-  void stop() { context_.stop(); }
+  // Stops the loop now and joins the thread. Pending handlers stay queued (and are destroyed
+  // with the context), so objects bound to the context can be released safely afterwards.
+  void stopAndJoin();
 
  private:
   std::string name_;
