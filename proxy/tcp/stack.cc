@@ -11,6 +11,8 @@
 #include <asio/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "weft/detect/detect.h"
 #include "weft/net/socket.h"
 
@@ -179,6 +181,7 @@ asio::awaitable<DetectOutcome> detectProtocol(Connection& c, std::vector<uint8_t
   const auto deadline = Clock::now() + c.settings_.detect_timeout;
   prefix.resize(detect::kMaxDetectBytes);
   std::size_t len = 0;
+  std::size_t checked = 0;  // prefix length at the last detect() call
   for (;;) {
     timer.expires_at(deadline);
     auto result = co_await (
@@ -201,10 +204,20 @@ asio::awaitable<DetectOutcome> detectProtocol(Connection& c, std::vector<uint8_t
       out.failed = true;
       break;
     }
-    if (auto d = detect::detect({prefix.data(), len})) {
-      out.protocol = d->protocol;
-      out.reason = "detected";
-      break;
+    // detect() re-reads the prefix from its start, so a client trickling one byte per read
+    // could make detection quadratic. Re-run it only while the prefix is small, when it has
+    // grown by an eighth since the last run, or when a line ended: total work stays linear, and
+    // a decision is delayed only for a large, still-plausible prefix that stalls mid-line (the
+    // detect timeout bounds that).
+    const bool worth = len <= 1024 || (len - checked) * 8 >= checked ||
+                       std::memchr(prefix.data() + len - n, '\n', n) != nullptr;
+    if (worth) {
+      checked = len;
+      if (auto d = detect::detect({prefix.data(), len})) {
+        out.protocol = d->protocol;
+        out.reason = "detected";
+        break;
+      }
     }
     if (len == prefix.size()) {
       out.reason = "limit";

@@ -20,7 +20,7 @@ namespace weft::detect {
 // record holds at most 16 KiB of plaintext plus its 5-byte header) so the SNI is known.
 inline constexpr std::size_t kMaxDetectBytes = 16384 + 5;
 // An HTTP/1 request line longer than this (not counting its CRLF or LF) is not detected as HTTP
-// (it is forwarded as opaque).
+// (it is forwarded as opaque); it is refused as soon as it can no longer end within the bound.
 inline constexpr std::size_t kMaxRequestLine = 8192;
 // Longest HTTP/1 method accepted. The longest method in the IANA registry, UPDATEREDIRECTREF, has
 // 17 characters; the bound lets a long run of token bytes (another protocol) be ruled out early.
@@ -40,13 +40,13 @@ enum class ParseStatus {
 struct ClientHello {
   // server_name (host_name type), empty when absent; as sent, so compare case-insensitively.
   std::string sni;
-  std::vector<std::string> alpn;   // application_layer_protocol_negotiation, in order
+  std::vector<std::string> alpn;  // application_layer_protocol_negotiation, in order
 };
 
 struct RequestLine {
   std::string method;
   std::string target;
-  int version_minor = 1;           // HTTP/1.<minor>: 0 or 1
+  int version_minor = 1;  // HTTP/1.<minor>: 0 or 1
 };
 
 // For the three parsers below: kNo as soon as the bytes so far contradict the format, kNeedMore
@@ -80,7 +80,7 @@ struct Detection {
   Protocol protocol = Protocol::kOpaque;
   // Set when protocol == kTls and the ClientHello fit in its first record (parsed whole).
   std::optional<ClientHello> client_hello;
-  std::optional<RequestLine> request_line;   // set when protocol == kHttp1
+  std::optional<RequestLine> request_line;  // set when protocol == kHttp1
 };
 
 // Decides from the bytes read so far. nullopt: undecided, read more (the caller stops at
