@@ -3,15 +3,16 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/ip/v6_only.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cstring>
+#include <unordered_map>
 
 #include "weft/detect/detect.h"
 #include "weft/net/socket.h"
@@ -19,7 +20,6 @@
 namespace weft::proxy {
 
 using asio::ip::tcp;
-using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -27,76 +27,43 @@ namespace {
 // Every awaited operation returns its error as a value: nothing on the data path throws.
 constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
 
+constexpr std::array kDetectReasons = {"detected", "timeout", "client_eof", "opaque_port", "limit"};
+enum DetectReason { kDetected, kTimeout, kClientEof, kOpaquePort, kLimit };
+constexpr std::size_t kProtocols = 4;
+
 std::string addrString(const tcp::endpoint& ep) {
   auto ip = net::unmapped(ep.address());
   return ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(ep.port())
                     : ip.to_string() + ":" + std::to_string(ep.port());
 }
 
-// One side of a proxied connection, as metrics see it: peer="src" is the side that connected
-// to us, peer="dst" the side we connected to.
-struct PeerStats {
+// The series of one peer of one target. Resolved once per target per worker (see TargetCache),
+// so opening a connection costs no label formatting and no lock.
+struct PeerSeries {
   metrics::Labels labels;
+  std::shared_ptr<metrics::Counter> open_total;
+  std::shared_ptr<metrics::Gauge> open;
   std::shared_ptr<metrics::Counter> read;
   std::shared_ptr<metrics::Counter> write;
-  std::shared_ptr<metrics::Gauge> open;
-  int err = 0;  // the errno this side failed with; 0 for a clean close or one we initiated
+  std::shared_ptr<metrics::Counter> close_clean;  // errno=""; other errnos are looked up at close
 
-  void opened(ProxyMetrics& m, metrics::Labels l) {
-    labels = std::move(l);
-    m.tcp_open_total.get(labels)->inc();
+  PeerSeries(ProxyMetrics& m, metrics::Labels l) : labels(std::move(l)) {
+    open_total = m.tcp_open_total.get(labels);
     open = m.tcp_open_connections.get(labels);
-    open->add();
     read = m.tcp_read_bytes_total.get(labels);
     write = m.tcp_write_bytes_total.get(labels);
-  }
-  void closed(ProxyMetrics& m) {
-    if (!open) return;
-    open->sub();
-    auto l = labels;
-    l.emplace_back("errno", net::errnoName(err));
-    m.tcp_close_total.get(l)->inc();
+    auto closed = labels;
+    closed.emplace_back("errno", "");
+    close_clean = m.tcp_close_total.get(closed);
   }
 };
 
-class Connection {
- public:
-  Connection(tcp::socket client, const StackSettings& s, ProxyMetrics& m,
-             std::shared_ptr<std::atomic<int64_t>> active)
-      : client_(std::move(client)),
-        server_(client_.get_executor()),
-        settings_(s),
-        metrics_(m),
-        active_(std::move(active)) {
-    active_->fetch_add(1);
-  }
-  ~Connection() {
-    src_.closed(metrics_);
-    dst_.closed(metrics_);
-    active_->fetch_sub(1);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  tcp::socket client_;
-  tcp::socket server_;
-  const StackSettings& settings_;
-  ProxyMetrics& metrics_;
-  PeerStats src_;
-  PeerStats dst_;
-  std::shared_ptr<std::atomic<int64_t>> active_;
-
-  // One side failed: remember its errno, and reset the other side so the failure propagates
-  // the way it would without a proxy (an RST stays an RST). Closing both sockets also ends
-  // the other direction's pending read.
-  void fail(bool client_side, const asio::error_code& ec) {
-    PeerStats& failed = client_side ? src_ : dst_;
-    if (failed.err == 0 && ec.category() == asio::system_category()) failed.err = ec.value();
-    net::setResetOnClose(client_side ? server_ : client_);
-    asio::error_code ignored;
-    client_.close(ignored);
-    server_.close(ignored);
-  }
+struct TargetSeries {
+  PeerSeries src;
+  PeerSeries dst;
+  std::shared_ptr<metrics::Histogram> detect_duration;
+  std::array<std::shared_ptr<metrics::Counter>, kProtocols * kDetectReasons.size()> detect{};
+  Clock::time_point used;
 };
 
 metrics::Labels peerLabels(const StackSettings& s, std::string_view peer, const tcp::endpoint& target) {
@@ -108,13 +75,161 @@ metrics::Labels peerLabels(const StackSettings& s, std::string_view peer, const 
           {"tls", s.tls_label}};
 }
 
-metrics::Family<metrics::Counter>& errorsFamily(const StackSettings& s, ProxyMetrics& m) {
-  return s.direction == Direction::kInbound ? m.inbound_tcp_errors_total
-                                            : m.outbound_tcp_errors_total;
-}
+}  // namespace
+
+// Per worker, per stack: the metric series of recently seen targets. Touched only by its worker's
+// thread, so it needs no lock. Entries unused for a while are dropped so the registry can expire
+// their series (SPEC: series idle for 10 minutes are dropped).
+class TcpStack::TargetCache {
+ public:
+  TargetCache(const StackSettings& s, ProxyMetrics& m) : settings_(s), metrics_(m) {}
+
+  std::shared_ptr<TargetSeries> get(const tcp::endpoint& target) {
+    const auto now = Clock::now();
+    if (now - last_sweep_ > std::chrono::minutes(1)) sweep(now);
+    std::string key(reinterpret_cast<const char*>(target.data()), target.size());
+    auto& entry = entries_[key];
+    if (!entry) {
+      entry = std::make_shared<TargetSeries>(TargetSeries{
+          PeerSeries(metrics_, peerLabels(settings_, "src", target)),
+          PeerSeries(metrics_, peerLabels(settings_, "dst", target)),
+          metrics_.protocol_detect_duration_ms.get(
+              {{"direction", std::string(directionName(settings_.direction))},
+               {"target_port", std::to_string(target.port())}}),
+          {},
+          now});
+    }
+    entry->used = now;
+    return entry;
+  }
+
+  std::shared_ptr<metrics::Counter>& detectCounter(TargetSeries& t, detect::Protocol p,
+                                                  DetectReason r, uint16_t port) {
+    auto& slot = t.detect[static_cast<std::size_t>(p) * kDetectReasons.size() + r];
+    if (!slot) {
+      slot = metrics_.protocol_detect_total.get(
+          {{"direction", std::string(directionName(settings_.direction))},
+           {"target_port", std::to_string(port)},
+           {"protocol", std::string(detect::protocolName(p))},
+           {"reason", kDetectReasons[r]}});
+    }
+    return slot;
+  }
+
+ private:
+  void sweep(Clock::time_point now) {
+    last_sweep_ = now;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      // use_count() == 1: no open connection holds it.
+      if (it->second.use_count() == 1 && now - it->second->used > std::chrono::minutes(5)) {
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  const StackSettings& settings_;
+  ProxyMetrics& metrics_;
+  std::unordered_map<std::string, std::shared_ptr<TargetSeries>> entries_;
+  Clock::time_point last_sweep_ = Clock::now();
+};
+
+namespace {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket client, const StackSettings& s, ProxyMetrics& m,
+             TcpStack::TargetCache& cache, std::shared_ptr<std::atomic<int64_t>> active)
+      : client_(std::move(client)),
+        server_(client_.get_executor()),
+        deadline_(client_.get_executor()),
+        settings_(s),
+        metrics_(m),
+        cache_(cache),
+        active_(std::move(active)) {
+    active_->fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Connection() {
+    if (series_) {
+      closed(series_->src, src_err_, src_open_);
+      closed(series_->dst, dst_err_, dst_open_);
+    }
+    active_->fetch_sub(1, std::memory_order_relaxed);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  tcp::socket client_;
+  tcp::socket server_;
+  asio::steady_timer deadline_;
+  const StackSettings& settings_;
+  ProxyMetrics& metrics_;
+  TcpStack::TargetCache& cache_;
+  std::shared_ptr<TargetSeries> series_;
+  bool src_open_ = false;
+  bool dst_open_ = false;
+  int src_err_ = 0;  // the errno a side failed with; 0 for a clean close or one we initiated
+  int dst_err_ = 0;
+  bool timed_out_ = false;
+  std::shared_ptr<std::atomic<int64_t>> active_;
+
+  void opened(PeerSeries& p, bool& flag) {
+    flag = true;
+    p.open_total->inc();
+    p.open->add();
+  }
+
+  // Cancels `socket`'s pending operation after `d`. A timer handler can run after the phase it
+  // guarded has ended (expiry racing with completion), so it acts only if the phase is current.
+  void armDeadline(std::chrono::milliseconds d, tcp::socket& socket) {
+    ++phase_;
+    timed_out_ = false;
+    deadline_.expires_after(d);
+    deadline_.async_wait([weak = weak_from_this(), phase = phase_, &socket](asio::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->phase_ != phase) return;
+      self->timed_out_ = true;
+      asio::error_code ignored;
+      socket.cancel(ignored);
+    });
+  }
+  void disarmDeadline() {
+    ++phase_;
+    deadline_.cancel();
+  }
+
+  // One side failed: remember its errno, and reset the other side so the failure propagates
+  // the way it would without a proxy (an RST stays an RST). Closing both sockets also ends
+  // the other direction's pending read.
+  void fail(bool client_side, const asio::error_code& ec) {
+    int& err = client_side ? src_err_ : dst_err_;
+    if (err == 0 && ec.category() == asio::system_category()) err = ec.value();
+    net::setResetOnClose(client_side ? server_ : client_);
+    asio::error_code ignored;
+    client_.close(ignored);
+    server_.close(ignored);
+  }
+
+ private:
+  void closed(PeerSeries& p, int err, bool was_open) {
+    if (!was_open) return;
+    p.open->sub();
+    if (err == 0) {
+      p.close_clean->inc();
+    } else {
+      auto l = p.labels;
+      l.emplace_back("errno", net::errnoName(err));
+      metrics_.tcp_close_total.get(l)->inc();
+    }
+  }
+  uint64_t phase_ = 0;
+};
 
 void countError(const StackSettings& s, ProxyMetrics& m, std::string_view error) {
-  errorsFamily(s, m).get({{"error", std::string(error)}})->inc();
+  auto& family = s.direction == Direction::kInbound ? m.inbound_tcp_errors_total
+                                                    : m.outbound_tcp_errors_total;
+  family.get({{"error", std::string(error)}})->inc();
 }
 
 // A connection whose original destination is one of our own listeners would loop through us
@@ -129,18 +244,21 @@ bool isLoop(const StackSettings& s, const tcp::endpoint& target, const tcp::sock
   return ip.is_loopback() || ip.is_unspecified() || (!ec && net::unmapped(local.address()) == ip);
 }
 
-// Moves bytes one way until EOF or error. Reads at most buffer_size, then writes it all before
+// Moves bytes one way until EOF or error. Reads at most one buffer, then writes it all before
 // reading again: a slow reader on the far side stops us reading this side (backpressure), so
-// per-connection memory is bounded by the two buffers.
+// per-connection memory is bounded. The buffer starts at WEFT_PROXY_BUFFER_SIZE and doubles, up
+// to 4x, while reads keep filling it: bulk transfers make 4x fewer syscalls, chatty connections
+// keep the small buffer.
 asio::awaitable<void> pump(std::shared_ptr<Connection> c, bool from_client) {
   tcp::socket& from = from_client ? c->client_ : c->server_;
   tcp::socket& to = from_client ? c->server_ : c->client_;
-  PeerStats& from_stats = from_client ? c->src_ : c->dst_;
-  PeerStats& to_stats = from_client ? c->dst_ : c->src_;
-  std::unique_ptr<char[]> buf(new char[c->settings_.buffer_size]);
+  PeerSeries& from_stats = from_client ? c->series_->src : c->series_->dst;
+  PeerSeries& to_stats = from_client ? c->series_->dst : c->series_->src;
+  std::size_t cap = c->settings_.buffer_size;
+  const std::size_t max_cap = cap * 4;
+  std::unique_ptr<char[]> buf(new char[cap]);
   for (;;) {
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.get(), c->settings_.buffer_size),
-                                                 kAwait);
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.get(), cap), kAwait);
     if (n > 0) {
       from_stats.read->inc(n);
       auto [wec, written] = co_await asio::async_write(to, asio::buffer(buf.get(), n), kAwait);
@@ -148,6 +266,10 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, bool from_client) {
       if (wec) {
         if (wec != asio::error::operation_aborted) c->fail(!from_client, wec);
         co_return;
+      }
+      if (n == cap && cap < max_cap) {
+        cap *= 2;
+        buf.reset(new char[cap]);
       }
     }
     if (ec == asio::error::eof) {
@@ -165,37 +287,47 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, bool from_client) {
 
 struct DetectOutcome {
   detect::Protocol protocol = detect::Protocol::kOpaque;
-  std::string_view reason;  // detected | timeout | client_eof | opaque_port | limit
+  DetectReason reason = kDetected;
   bool client_eof = false;
   bool failed = false;  // the client failed during detection; the connection is over
 };
 
-asio::awaitable<DetectOutcome> detectProtocol(Connection& c, std::vector<uint8_t>& prefix,
-                                              uint16_t target_port) {
+// The bytes read while detecting; grown on demand (most first reads are small) and never
+// zero-filled.
+struct Prefix {
+  std::unique_ptr<uint8_t[]> data;
+  std::size_t cap = 0;
+  std::size_t len = 0;
+};
+
+asio::awaitable<DetectOutcome> detectProtocol(Connection& c, Prefix& prefix, uint16_t target_port) {
   DetectOutcome out;
   if (c.settings_.opaque_ports.contains(target_port)) {
-    out.reason = "opaque_port";
+    out.reason = kOpaquePort;
     co_return out;
   }
-  asio::steady_timer timer(c.client_.get_executor());
-  const auto deadline = Clock::now() + c.settings_.detect_timeout;
-  prefix.resize(detect::kMaxDetectBytes);
-  std::size_t len = 0;
+  c.armDeadline(c.settings_.detect_timeout, c.client_);
+  prefix.cap = 2048;
+  prefix.data.reset(new uint8_t[prefix.cap]);
   std::size_t checked = 0;  // prefix length at the last detect() call
   for (;;) {
-    timer.expires_at(deadline);
-    auto result = co_await (
-        c.client_.async_read_some(asio::buffer(prefix.data() + len, prefix.size() - len), kAwait) ||
-        timer.async_wait(kAwait));
-    if (result.index() == 1) {
+    if (prefix.len == prefix.cap) {
+      std::size_t cap = std::min(prefix.cap * 2, detect::kMaxDetectBytes);
+      std::unique_ptr<uint8_t[]> bigger(new uint8_t[cap]);
+      std::memcpy(bigger.get(), prefix.data.get(), prefix.len);
+      prefix.data = std::move(bigger);
+      prefix.cap = cap;
+    }
+    auto [ec, n] = co_await c.client_.async_read_some(
+        asio::buffer(prefix.data.get() + prefix.len, prefix.cap - prefix.len), kAwait);
+    prefix.len += n;
+    if (ec == asio::error::operation_aborted && c.timed_out_) {
       // Timed out: not an error. Whatever was read is delivered intact; the rest is opaque TCP.
-      out.reason = "timeout";
+      out.reason = kTimeout;
       break;
     }
-    auto [ec, n] = std::get<0>(result);
-    len += n;
     if (ec == asio::error::eof) {
-      out.reason = "client_eof";
+      out.reason = kClientEof;
       out.client_eof = true;
       break;
     }
@@ -209,22 +341,23 @@ asio::awaitable<DetectOutcome> detectProtocol(Connection& c, std::vector<uint8_t
     // grown by an eighth since the last run, or when a line ended: total work stays linear, and
     // a decision is delayed only for a large, still-plausible prefix that stalls mid-line (the
     // detect timeout bounds that).
+    const std::size_t len = prefix.len;
     const bool worth = len <= 1024 || (len - checked) * 8 >= checked ||
-                       std::memchr(prefix.data() + len - n, '\n', n) != nullptr;
+                       std::memchr(prefix.data.get() + len - n, '\n', n) != nullptr;
     if (worth) {
       checked = len;
-      if (auto d = detect::detect({prefix.data(), len})) {
+      if (auto d = detect::detect({prefix.data.get(), len})) {
         out.protocol = d->protocol;
-        out.reason = "detected";
+        out.reason = kDetected;
         break;
       }
     }
-    if (len == prefix.size()) {
-      out.reason = "limit";
+    if (len == detect::kMaxDetectBytes) {
+      out.reason = kLimit;
       break;
     }
   }
-  prefix.resize(len);
+  c.disarmDeadline();
   co_return out;
 }
 
@@ -255,23 +388,18 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     net::setResetOnClose(c->client_);
     co_return;
   }
-  c->src_.opened(c->metrics_, peerLabels(s, "src", target));
+  c->series_ = c->cache_.get(target);
+  TargetSeries& series = *c->series_;
+  c->opened(series.src, c->src_open_);
 
   // 2. What it speaks.
-  std::vector<uint8_t> prefix;
+  Prefix prefix;
   DetectOutcome detected = co_await detectProtocol(*c, prefix, target.port());
-  if (!prefix.empty()) c->src_.read->inc(prefix.size());
-  const std::string port_label = std::to_string(target.port());
-  c->metrics_.protocol_detect_total
-      .get({{"direction", std::string(directionName(s.direction))},
-            {"target_port", port_label},
-            {"protocol", std::string(detect::protocolName(detected.protocol))},
-            {"reason", std::string(detected.reason)}})
-      ->inc();
-  if (detected.reason != "opaque_port") {
-    c->metrics_.protocol_detect_duration_ms
-        .get({{"direction", std::string(directionName(s.direction))}, {"target_port", port_label}})
-        ->observe(std::chrono::duration<double, std::milli>(Clock::now() - accepted_at).count());
+  if (prefix.len > 0) series.src.read->inc(prefix.len);
+  c->cache_.detectCounter(series, detected.protocol, detected.reason, target.port())->inc();
+  if (detected.reason != kOpaquePort) {
+    series.detect_duration->observe(
+        std::chrono::duration<double, std::milli>(Clock::now() - accepted_at).count());
   }
   if (detected.failed) {
     countError(s, c->metrics_, "downstream_io");
@@ -279,43 +407,40 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
   }
 
   // 3. Connect, bounded by the connect timeout.
-  asio::steady_timer timer(c->client_.get_executor());
-  timer.expires_after(s.connect_timeout);
-  auto connected = co_await (c->server_.async_connect(target, kAwait) || timer.async_wait(kAwait));
-  std::string_view connect_error;
-  if (connected.index() == 1) {
-    connect_error = "connect_timeout";
-  } else if (auto [cec] = std::get<0>(connected); cec) {
-    connect_error = cec == asio::error::connection_refused ? "connect_refused" : "connect_failed";
+  c->armDeadline(s.connect_timeout, c->server_);
+  auto [cec] = co_await c->server_.async_connect(target, kAwait);
+  c->disarmDeadline();
+  if (cec) {
+    std::string_view error = c->timed_out_                               ? "connect_timeout"
+                             : cec == asio::error::connection_refused ? "connect_refused"
+                                                                      : "connect_failed";
     spdlog::debug("{}: connect to {} failed: {}", directionName(s.direction), addrString(target),
-                 cec.message());
-  }
-  if (!connect_error.empty()) {
-    countError(s, c->metrics_, connect_error);
+                  c->timed_out_ ? "timed out" : cec.message());
+    countError(s, c->metrics_, error);
     // The client sees a reset, as it would have connecting directly to a dead port.
     net::setResetOnClose(c->client_);
     co_return;
   }
   c->server_.set_option(tcp::no_delay(true), ec);
-  c->dst_.opened(c->metrics_, peerLabels(s, "dst", target));
+  c->opened(series.dst, c->dst_open_);
 
   // 4. Forward: first the bytes detection read, then both directions until both are done.
-  if (!prefix.empty()) {
-    auto [wec, n] = co_await asio::async_write(c->server_, asio::buffer(prefix), kAwait);
-    c->dst_.write->inc(n);
+  if (prefix.len > 0) {
+    auto [wec, n] = co_await asio::async_write(c->server_, asio::buffer(prefix.data.get(), prefix.len), kAwait);
+    series.dst.write->inc(n);
     if (wec) {
       c->fail(false, wec);
       co_return;
     }
   }
-  std::vector<uint8_t>().swap(prefix);  // detection's buffer is not needed while forwarding
-  auto executor = c->client_.get_executor();
+  prefix.data.reset();  // detection's buffer is not needed while forwarding
   if (detected.client_eof) {
     c->server_.shutdown(tcp::socket::shutdown_send, ec);
-  } else {
-    asio::co_spawn(executor, pump(c, true), asio::detached);
+    co_await pump(std::move(c), false);
+    co_return;
   }
-  asio::co_spawn(executor, pump(c, false), asio::detached);
+  asio::co_spawn(c->client_.get_executor(), pump(c, false), asio::detached);
+  co_await pump(std::move(c), true);  // this coroutine carries the client->server direction
 }
 
 }  // namespace
@@ -335,8 +460,10 @@ std::vector<tcp::endpoint> listenEndpoints(const config::HostPort& hp, bool ipv6
 }
 
 struct TcpStack::Acceptor {
-  explicit Acceptor(asio::io_context& ctx) : acceptor(ctx) {}
+  Acceptor(asio::io_context& ctx, std::shared_ptr<TargetCache> c)
+      : acceptor(ctx), cache(std::move(c)) {}
   tcp::acceptor acceptor;
+  std::shared_ptr<TargetCache> cache;  // shared by this worker's acceptors of this stack
 };
 
 TcpStack::TcpStack(StackSettings settings, ProxyMetrics& metrics)
@@ -347,9 +474,10 @@ TcpStack::TcpStack(StackSettings settings, ProxyMetrics& metrics)
 TcpStack::~TcpStack() = default;
 
 Status TcpStack::bind(asio::io_context& worker) {
+  auto cache = std::make_shared<TargetCache>(settings_, metrics_);
   for (std::size_t i = 0; i < settings_.listen.size(); ++i) {
     const auto& ep = settings_.listen[i];
-    auto a = std::make_shared<Acceptor>(worker);
+    auto a = std::make_shared<Acceptor>(worker, cache);
     asio::error_code ec;
     a->acceptor.open(ep.protocol(), ec);
     if (!ec) a->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -391,7 +519,8 @@ void TcpStack::start() {
               co_await pause.async_wait(kAwait);
               continue;
             }
-            auto conn = std::make_shared<Connection>(std::move(socket), settings_, metrics_, active_);
+            auto conn = std::make_shared<Connection>(std::move(socket), settings_, metrics_,
+                                                     *a->cache, active_);
             asio::co_spawn(a->acceptor.get_executor(), serve(std::move(conn)), asio::detached);
           }
         },

@@ -56,6 +56,8 @@ class TcpStack {
   [[nodiscard]] int64_t activeConnections() const { return active_->load(); }
   [[nodiscard]] const StackSettings& settings() const { return settings_; }
 
+  class TargetCache;
+
  private:
   struct Acceptor;
   StackSettings settings_;
