@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
-#include "proxy/admin/server.h"
+#include "weft/admin/server.h"
 #include "proxy/config.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/tcp/stack.h"
@@ -115,7 +115,7 @@ int run() {
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
   runtime::Worker admin_worker("weft-admin");
-  AdminHooks hooks;
+  admin::AdminHooks hooks;
   hooks.ready = [&] { return ready.load() && !draining.load(); };
   hooks.shutdown = [] { g_shutdown_requested = true; };
   hooks.log_level = [] {
@@ -131,7 +131,7 @@ int run() {
     spdlog::set_level(l);
     return okStatus();
   };
-  AdminServer admin(admin_worker.context(), registry, hooks);
+  admin::AdminServer admin(admin_worker.context(), registry, hooks);
   auto admin_ep = listenEndpoints(cfg.admin_listen, false).front();
   if (auto st = admin.listen(admin_ep); !st) {
     std::fprintf(stderr, "weft-proxy: %s\n", st.error().context.c_str());

@@ -1,4 +1,4 @@
-#include "proxy/admin/server.h"
+#include "weft/admin/server.h"
 
 #include <http_parser.h>
 
@@ -13,7 +13,7 @@
 
 #include "weft/net/socket.h"
 
-namespace weft::proxy {
+namespace weft::admin {
 
 using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
@@ -216,4 +216,4 @@ void AdminServer::stop() {
   state_->acceptor.close(ignored);
 }
 
-}  // namespace weft::proxy
+}  // namespace weft::admin

@@ -1,6 +1,7 @@
-// The admin server (default :4191): /metrics, /live, /ready, POST /shutdown and
+// An admin HTTP server: /metrics, /live, /ready, POST /shutdown and
 // GET|PUT /proxy-log-level (the last two from loopback only). It runs on its own thread with its
-// own event loop, so a slow scraper can never stall a data-path worker.
+// own event loop, so a slow scraper can never stall a data-path worker. Used by weft-proxy
+// (:4191) and by every weft-controller component.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -12,7 +13,7 @@
 #include "weft/common/result.h"
 #include "weft/metrics/registry.h"
 
-namespace weft::proxy {
+namespace weft::admin {
 
 struct AdminHooks {
   std::function<bool()> ready;          // /ready: 200 when true, 503 otherwise
@@ -35,4 +36,4 @@ class AdminServer {
   std::shared_ptr<State> state_;
 };
 
-}  // namespace weft::proxy
+}  // namespace weft::admin
