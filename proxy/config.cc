@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <fstream>
+#include <iterator>
 #include <string_view>
 
 namespace weft::proxy {
@@ -12,7 +14,12 @@ constexpr std::string_view kDefaultOpaquePorts = "25,587,3306,4444,5432,6379,930
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
 
 // Every variable we read; anything else starting with WEFT_PROXY_ is reported as unknown.
-constexpr std::array<std::string_view, 19> kKnown = {
+constexpr std::array<std::string_view, 28> kKnown = {
+    "WEFT_PROXY_IDENTITY_SVC_ADDR", "WEFT_PROXY_IDENTITY_SVC_NAME",
+    "WEFT_PROXY_IDENTITY_LOCAL_NAME", "WEFT_PROXY_IDENTITY_TRUST_ANCHORS",
+    "WEFT_PROXY_IDENTITY_TRUST_ANCHORS_FILE", "WEFT_PROXY_IDENTITY_TOKEN_FILE",
+    "WEFT_PROXY_IDENTITY_MIN_REFRESH", "WEFT_PROXY_IDENTITY_MAX_REFRESH",
+    "WEFT_PROXY_DESTINATION_STATIC_IDENTITIES",
     "WEFT_PROXY_INBOUND_LISTEN_ADDR", "WEFT_PROXY_OUTBOUND_LISTEN_ADDR",
     "WEFT_PROXY_ADMIN_LISTEN_ADDR",   "WEFT_PROXY_CONTROL_LISTEN_ADDR",
     "WEFT_PROXY_IPV6",                "WEFT_PROXY_DETECT_TIMEOUT",
@@ -21,7 +28,7 @@ constexpr std::array<std::string_view, 19> kKnown = {
     "WEFT_PROXY_OUTBOUND_TARGET_ADDR", "WEFT_PROXY_CORES",
     "WEFT_PROXY_LOG",                 "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD",
     "WEFT_PROXY_BUFFER_SIZE",         "WEFT_PROXY_IDENTITY_DISABLED",
-    "WEFT_PROXY_DESTINATION_ADDR",    "WEFT_PROXY_IDENTITY_DIR",
+    "WEFT_PROXY_DESTINATION_ADDR",    "WEFT_PROXY_TLS_HANDSHAKE_TIMEOUT",
     "WEFT_PROXY_DESTINATION_DISABLED"};
 
 Error named(std::string_view var, const Error& e) {
@@ -70,7 +77,10 @@ Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::str
   for (auto [var, out] : {Dur{"WEFT_PROXY_DETECT_TIMEOUT", &c.detect_timeout},
                           Dur{"WEFT_PROXY_INBOUND_CONNECT_TIMEOUT", &c.inbound_connect_timeout},
                           Dur{"WEFT_PROXY_OUTBOUND_CONNECT_TIMEOUT", &c.outbound_connect_timeout},
-                          Dur{"WEFT_PROXY_SHUTDOWN_GRACE_PERIOD", &c.shutdown_grace_period}}) {
+                          Dur{"WEFT_PROXY_SHUTDOWN_GRACE_PERIOD", &c.shutdown_grace_period},
+                          Dur{"WEFT_PROXY_IDENTITY_MIN_REFRESH", &c.identity_min_refresh},
+                          Dur{"WEFT_PROXY_IDENTITY_MAX_REFRESH", &c.identity_max_refresh},
+                          Dur{"WEFT_PROXY_TLS_HANDSHAKE_TIMEOUT", &c.tls_handshake_timeout}}) {
     if (auto v = get(var)) {
       auto d = config::parseDuration(*v);
       if (!d) return named(var, d.error());
@@ -122,6 +132,51 @@ Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::str
     }
   }
   if (auto v = get("WEFT_PROXY_DESTINATION_ADDR")) c.destination_addr = *v;
+  if (auto v = get("WEFT_PROXY_DESTINATION_STATIC_IDENTITIES")) c.static_identities = *v;
+
+  if (!c.identity_disabled) {
+    auto required = [&](std::string_view var, std::string* out) -> Status {
+      auto v = get(var);
+      if (!v || v->empty()) {
+        return Error::internal(
+            "invalid_config",
+            std::string(var) + ": required unless WEFT_PROXY_IDENTITY_DISABLED=1 (identity is "
+                               "how the proxy gets its mTLS certificate)");
+      }
+      *out = *v;
+      return okStatus();
+    };
+    for (auto [var, out] : {std::pair{"WEFT_PROXY_IDENTITY_SVC_ADDR", &c.identity_svc_addr},
+                            std::pair{"WEFT_PROXY_IDENTITY_LOCAL_NAME", &c.identity_local_name},
+                            std::pair{"WEFT_PROXY_IDENTITY_TOKEN_FILE", &c.identity_token_file}}) {
+      if (auto st = required(var, out); !st) return st.error();
+    }
+    if (auto hp = config::parseHostPort(c.identity_svc_addr); !hp) {
+      return named("WEFT_PROXY_IDENTITY_SVC_ADDR", hp.error());
+    }
+    c.identity_svc_name = get("WEFT_PROXY_IDENTITY_SVC_NAME")
+                              .value_or("identity.weft.serviceaccount.identity.weft.cluster.local");
+    if (auto v = get("WEFT_PROXY_IDENTITY_TRUST_ANCHORS"); v && !v->empty()) {
+      c.identity_trust_anchors = *v;
+    } else if (auto f = get("WEFT_PROXY_IDENTITY_TRUST_ANCHORS_FILE"); f && !f->empty()) {
+      std::ifstream in(*f);
+      if (!in) {
+        return Error::internal("invalid_config",
+                               "WEFT_PROXY_IDENTITY_TRUST_ANCHORS_FILE: cannot read \"" + *f + "\"");
+      }
+      c.identity_trust_anchors.assign(std::istreambuf_iterator<char>(in), {});
+    } else {
+      return Error::internal("invalid_config",
+                             "WEFT_PROXY_IDENTITY_TRUST_ANCHORS: required (PEM roots), or "
+                             "WEFT_PROXY_IDENTITY_TRUST_ANCHORS_FILE, unless "
+                             "WEFT_PROXY_IDENTITY_DISABLED=1");
+    }
+    if (c.identity_min_refresh > c.identity_max_refresh) {
+      return Error::internal("invalid_config",
+                             "WEFT_PROXY_IDENTITY_MIN_REFRESH: must not exceed "
+                             "WEFT_PROXY_IDENTITY_MAX_REFRESH");
+    }
+  }
 
   for (const auto& name : environ_names) {
     if (name.rfind("WEFT_PROXY_", 0) == 0 &&

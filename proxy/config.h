@@ -39,6 +39,18 @@ struct ProxyConfig {
   std::size_t buffer_size = 16 * 1024;  // per direction per connection
 
   bool identity_disabled = false;
+  // Identity (SPEC §3), required unless identity_disabled.
+  std::string identity_svc_addr;       // WEFT_PROXY_IDENTITY_SVC_ADDR, IP:PORT
+  std::string identity_svc_name;       // WEFT_PROXY_IDENTITY_SVC_NAME
+  std::string identity_local_name;     // WEFT_PROXY_IDENTITY_LOCAL_NAME
+  std::string identity_trust_anchors;  // PEM: WEFT_PROXY_IDENTITY_TRUST_ANCHORS(_FILE)
+  std::string identity_token_file;     // WEFT_PROXY_IDENTITY_TOKEN_FILE
+  std::chrono::milliseconds identity_min_refresh{std::chrono::seconds(10)};
+  std::chrono::milliseconds identity_max_refresh{std::chrono::hours(24)};
+  std::chrono::milliseconds tls_handshake_timeout{std::chrono::seconds(10)};
+  // The static resolver's meshed endpoints: "IP[:PORT]=identity,...".
+  std::string static_identities;
+
   std::string destination_addr;  // empty: forward to the original destination
 };
 

@@ -11,10 +11,14 @@
 
 #include "weft/admin/server.h"
 #include "proxy/config.h"
+#include "proxy/identity/client.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/tcp/stack.h"
 #include "weft/common/assert.h"
 #include "weft/runtime/worker.h"
+#include "weft/tls/context.h"
+
+#include <asio/post.hpp>
 
 extern char** environ;
 
@@ -39,7 +43,8 @@ std::optional<asio::ip::tcp::endpoint> toEndpoint(const std::optional<config::Ho
   return asio::ip::tcp::endpoint(asio::ip::make_address(hp->host), hp->port);
 }
 
-StackSettings stackSettings(const ProxyConfig& c, Direction d) {
+StackSettings stackSettings(const ProxyConfig& c, Direction d,
+                            std::shared_ptr<const MeshedEndpoints> meshed) {
   StackSettings s;
   s.direction = d;
   const bool in = d == Direction::kInbound;
@@ -51,7 +56,10 @@ StackSettings stackSettings(const ProxyConfig& c, Direction d) {
   s.own_ports = {c.inbound_listen.port, c.outbound_listen.port, c.admin_listen.port,
                  c.control_listen.port};
   s.buffer_size = c.buffer_size;
-  s.tls_label = "disabled";
+  s.identity_enabled = !c.identity_disabled;
+  s.tls_handshake_timeout = c.tls_handshake_timeout;
+  s.meshed = std::move(meshed);
+  s.mesh_port = c.inbound_listen.port;  // peers are assumed to use the same inbound port
   return s;
 }
 
@@ -68,12 +76,17 @@ int run() {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   for (const auto& w : loaded->warnings) spdlog::warn("{}", w);
-  if (!cfg.identity_disabled) {
-    spdlog::warn("no identity is configured: running without mTLS (tls=\"disabled\"); set "
-                 "WEFT_PROXY_IDENTITY_DISABLED=1 to say this is intended");
-  } else {
-    spdlog::info("identity disabled by WEFT_PROXY_IDENTITY_DISABLED: connections are plaintext");
+  if (cfg.identity_disabled) {
+    spdlog::warn("identity disabled by WEFT_PROXY_IDENTITY_DISABLED: connections are plaintext "
+                 "(tls=\"disabled\"); for tests, benchmarks and bring-up only");
   }
+  auto meshed = MeshedEndpoints::parse(cfg.static_identities);
+  if (!meshed) {
+    std::fprintf(stderr, "weft-proxy: invalid configuration: WEFT_PROXY_DESTINATION_STATIC_IDENTITIES: %s\n",
+                 meshed.error().context.c_str());
+    return kExitConfig;
+  }
+  auto meshed_ptr = std::make_shared<const MeshedEndpoints>(std::move(meshed).value());
   if (cfg.destination_addr.empty()) {
     spdlog::info("no destination service configured: forwarding to each connection's original "
                  "destination");
@@ -98,8 +111,8 @@ int run() {
   });
   registry.addCollector(metrics::renderProcessMetrics);
 
-  TcpStack inbound(stackSettings(cfg, Direction::kInbound), metrics);
-  TcpStack outbound(stackSettings(cfg, Direction::kOutbound), metrics);
+  TcpStack inbound(stackSettings(cfg, Direction::kInbound, meshed_ptr), metrics);
+  TcpStack outbound(stackSettings(cfg, Direction::kOutbound, meshed_ptr), metrics);
 
   std::vector<std::unique_ptr<runtime::Worker>> workers;
   for (int i = 0; i < cfg.cores; ++i) {
@@ -112,11 +125,36 @@ int run() {
     }
   }
 
+  // Identity: each new certificate is posted to every worker's thread-local slot (no locks on
+  // the data path); the admin server's /ready waits for the first one.
+  std::unique_ptr<IdentityClient> identity;
+  if (!cfg.identity_disabled) {
+    IdentitySettings is;
+    is.svc_addr = cfg.identity_svc_addr;
+    is.svc_name = cfg.identity_svc_name;
+    is.local_name = cfg.identity_local_name;
+    is.trust_anchors_pem = cfg.identity_trust_anchors;
+    is.token_file = cfg.identity_token_file;
+    is.min_refresh = std::chrono::duration_cast<std::chrono::seconds>(cfg.identity_min_refresh);
+    is.max_refresh = std::chrono::duration_cast<std::chrono::seconds>(cfg.identity_max_refresh);
+    identity = std::make_unique<IdentityClient>(is, registry, [&workers](tls::TlsSnapshotPtr snap) {
+      for (auto& w : workers) {
+        asio::post(w->context(), [snap] { tls::setCurrentSnapshot(snap); });
+      }
+    });
+    if (auto st = identity->init(); !st) {
+      std::fprintf(stderr, "weft-proxy: invalid configuration: %s\n", st.error().context.c_str());
+      return kExitConfig;
+    }
+  }
+
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
   runtime::Worker admin_worker("weft-admin");
   admin::AdminHooks hooks;
-  hooks.ready = [&] { return ready.load() && !draining.load(); };
+  hooks.ready = [&] {
+    return ready.load() && !draining.load() && (!identity || identity->ready());
+  };
   hooks.shutdown = [] { g_shutdown_requested = true; };
   hooks.log_level = [] {
     auto sv = spdlog::level::to_string_view(spdlog::get_level());
@@ -143,6 +181,7 @@ int run() {
   inbound.start();
   outbound.start();
   for (auto& w : workers) w->start();
+  if (identity) identity->start();
   ready = true;
   spdlog::info("weft-proxy {} ready: inbound {}, outbound {}, admin {}, {} worker(s)", WEFT_VERSION,
                cfg.inbound_listen.toString(), cfg.outbound_listen.toString(),
@@ -183,6 +222,7 @@ int run() {
   }
   // Teardown order matters: join every loop, then drop the objects bound to the loops' contexts,
   // then the contexts themselves.
+  if (identity) identity->stop();
   for (auto& w : workers) w->stopAndJoin();
   admin_worker.stopAndJoin();
   inbound.releaseAcceptors();

@@ -16,6 +16,9 @@
 
 #include "weft/detect/detect.h"
 #include "weft/net/socket.h"
+#include "weft/tls/context.h"
+#include "weft/tls/tls_socket.h"
+#include "weft/tls/transport_header.h"
 
 namespace weft::proxy {
 
@@ -36,6 +39,9 @@ std::string addrString(const tcp::endpoint& ep) {
   return ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(ep.port())
                     : ip.to_string() + ":" + std::to_string(ep.port());
 }
+
+// The `tls` label and its companion (client_id, server_id or no_tls_reason) of a connection.
+using TlsLabels = std::vector<std::pair<std::string, std::string>>;
 
 // The series of one peer of one target. Resolved once per target per worker (see TargetCache),
 // so opening a connection costs no label formatting and no lock.
@@ -61,18 +67,18 @@ struct PeerSeries {
 struct TargetSeries {
   PeerSeries src;
   PeerSeries dst;
-  std::shared_ptr<metrics::Histogram> detect_duration;
-  std::array<std::shared_ptr<metrics::Counter>, kProtocols * kDetectReasons.size()> detect{};
   Clock::time_point used;
 };
 
-metrics::Labels peerLabels(const StackSettings& s, std::string_view peer, const tcp::endpoint& target) {
-  return {{"direction", std::string(directionName(s.direction))},
-          {"peer", std::string(peer)},
-          {"target_addr", addrString(target)},
-          {"target_ip", net::unmapped(target.address()).to_string()},
-          {"target_port", std::to_string(target.port())},
-          {"tls", s.tls_label}};
+metrics::Labels peerLabels(const StackSettings& s, std::string_view peer, const tcp::endpoint& target,
+                           const TlsLabels& tls) {
+  metrics::Labels l{{"direction", std::string(directionName(s.direction))},
+                    {"peer", std::string(peer)},
+                    {"target_addr", addrString(target)},
+                    {"target_ip", net::unmapped(target.address()).to_string()},
+                    {"target_port", std::to_string(target.port())}};
+  l.insert(l.end(), tls.begin(), tls.end());
+  return l;
 }
 
 }  // namespace
@@ -84,28 +90,40 @@ class TcpStack::TargetCache {
  public:
   TargetCache(const StackSettings& s, ProxyMetrics& m) : settings_(s), metrics_(m) {}
 
-  std::shared_ptr<TargetSeries> get(const tcp::endpoint& target) {
+  std::shared_ptr<TargetSeries> get(const tcp::endpoint& target, const TlsLabels& tls) {
     const auto now = Clock::now();
     if (now - last_sweep_ > std::chrono::minutes(1)) sweep(now);
     std::string key(reinterpret_cast<const char*>(target.data()), target.size());
+    for (const auto& [k, v] : tls) {
+      key += '\0';
+      key += v;
+    }
     auto& entry = entries_[key];
     if (!entry) {
-      entry = std::make_shared<TargetSeries>(TargetSeries{
-          PeerSeries(metrics_, peerLabels(settings_, "src", target)),
-          PeerSeries(metrics_, peerLabels(settings_, "dst", target)),
-          metrics_.protocol_detect_duration_ms.get(
-              {{"direction", std::string(directionName(settings_.direction))},
-               {"target_port", std::to_string(target.port())}}),
-          {},
-          now});
+      entry = std::make_shared<TargetSeries>(
+          TargetSeries{PeerSeries(metrics_, peerLabels(settings_, "src", target, tls)),
+                       PeerSeries(metrics_, peerLabels(settings_, "dst", target, tls)), now});
     }
     entry->used = now;
     return entry;
   }
 
-  std::shared_ptr<metrics::Counter>& detectCounter(TargetSeries& t, detect::Protocol p,
-                                                  DetectReason r, uint16_t port) {
-    auto& slot = t.detect[static_cast<std::size_t>(p) * kDetectReasons.size() + r];
+  // Detection metrics are per port; cached the same way.
+  struct DetectSeries {
+    std::shared_ptr<metrics::Histogram> duration;
+    std::array<std::shared_ptr<metrics::Counter>, kProtocols * kDetectReasons.size()> outcome{};
+  };
+  DetectSeries& detectSeries(uint16_t port) {
+    auto& d = detect_[port];
+    if (!d.duration) {
+      d.duration = metrics_.protocol_detect_duration_ms.get(
+          {{"direction", std::string(directionName(settings_.direction))},
+           {"target_port", std::to_string(port)}});
+    }
+    return d;
+  }
+  metrics::Counter& detectCounter(uint16_t port, detect::Protocol p, DetectReason r) {
+    auto& slot = detectSeries(port).outcome[static_cast<std::size_t>(p) * kDetectReasons.size() + r];
     if (!slot) {
       slot = metrics_.protocol_detect_total.get(
           {{"direction", std::string(directionName(settings_.direction))},
@@ -113,7 +131,7 @@ class TcpStack::TargetCache {
            {"protocol", std::string(detect::protocolName(p))},
            {"reason", kDetectReasons[r]}});
     }
-    return slot;
+    return *slot;
   }
 
  private:
@@ -132,6 +150,8 @@ class TcpStack::TargetCache {
   const StackSettings& settings_;
   ProxyMetrics& metrics_;
   std::unordered_map<std::string, std::shared_ptr<TargetSeries>> entries_;
+  // Ports are few and detection series are tiny: kept for the process's life.
+  std::unordered_map<uint16_t, DetectSeries> detect_;
   Clock::time_point last_sweep_ = Clock::now();
 };
 
@@ -162,6 +182,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   tcp::socket client_;
   tcp::socket server_;
+  // Declared after the sockets they use, so they are destroyed first.
+  std::unique_ptr<tls::TlsSocket> client_tls_;  // inbound: mesh TLS terminated here
+  std::unique_ptr<tls::TlsSocket> server_tls_;  // outbound: mesh TLS originated here
+  tls::TlsSnapshotPtr snapshot_;                // the certificate this connection uses
   asio::steady_timer deadline_;
   const StackSettings& settings_;
   ProxyMetrics& metrics_;
@@ -180,7 +204,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     p.open->add();
   }
 
-  // Cancels `socket`'s pending operation after `d`. A timer handler can run after the phase it
+  // Cancels `socket`'s pending operations after `d`. A timer handler can run after the phase it
   // guarded has ended (expiry racing with completion), so it acts only if the phase is current.
   void armDeadline(std::chrono::milliseconds d, tcp::socket& socket) {
     ++phase_;
@@ -244,24 +268,51 @@ bool isLoop(const StackSettings& s, const tcp::endpoint& target, const tcp::sock
   return ip.is_loopback() || ip.is_unspecified() || (!ec && net::unmapped(local.address()) == ip);
 }
 
+// The two kinds of connection end a pump moves bytes between.
+struct PlainEnd {
+  tcp::socket& socket;
+  asio::awaitable<std::pair<asio::error_code, std::size_t>> readSome(char* buf, std::size_t len) {
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf, len), kAwait);
+    co_return std::pair{ec, n};
+  }
+  asio::awaitable<std::pair<asio::error_code, std::size_t>> writeAll(const char* buf, std::size_t len) {
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(buf, len), kAwait);
+    co_return std::pair{ec, n};
+  }
+  void shutdownWrite() {
+    asio::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+};
+
+struct TlsEnd {
+  tls::TlsSocket& tls;
+  asio::awaitable<std::pair<asio::error_code, std::size_t>> readSome(char* buf, std::size_t len) {
+    return tls.readSome(buf, len);
+  }
+  asio::awaitable<std::pair<asio::error_code, std::size_t>> writeAll(const char* buf, std::size_t len) {
+    return tls.writeAll(buf, len);
+  }
+  void shutdownWrite() { tls.shutdownWrite(); }
+};
+
 // Moves bytes one way until EOF or error. Reads at most one buffer, then writes it all before
 // reading again: a slow reader on the far side stops us reading this side (backpressure), so
 // per-connection memory is bounded. The buffer starts at WEFT_PROXY_BUFFER_SIZE and doubles, up
 // to 4x, while reads keep filling it: bulk transfers make 4x fewer syscalls, chatty connections
 // keep the small buffer.
-asio::awaitable<void> pump(std::shared_ptr<Connection> c, bool from_client) {
-  tcp::socket& from = from_client ? c->client_ : c->server_;
-  tcp::socket& to = from_client ? c->server_ : c->client_;
+template <typename From, typename To>
+asio::awaitable<void> pump(std::shared_ptr<Connection> c, From from, To to, bool from_client) {
   PeerSeries& from_stats = from_client ? c->series_->src : c->series_->dst;
   PeerSeries& to_stats = from_client ? c->series_->dst : c->series_->src;
   std::size_t cap = c->settings_.buffer_size;
   const std::size_t max_cap = cap * 4;
   std::unique_ptr<char[]> buf(new char[cap]);
   for (;;) {
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.get(), cap), kAwait);
+    auto [ec, n] = co_await from.readSome(buf.get(), cap);
     if (n > 0) {
       from_stats.read->inc(n);
-      auto [wec, written] = co_await asio::async_write(to, asio::buffer(buf.get(), n), kAwait);
+      auto [wec, written] = co_await to.writeAll(buf.get(), n);
       to_stats.write->inc(written);
       if (wec) {
         if (wec != asio::error::operation_aborted) c->fail(!from_client, wec);
@@ -273,9 +324,8 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, bool from_client) {
       }
     }
     if (ec == asio::error::eof) {
-      // Half-close: pass the FIN on and keep the other direction open.
-      asio::error_code ignored;
-      to.shutdown(tcp::socket::shutdown_send, ignored);
+      // Half-close: pass the FIN (and, over TLS, close_notify) on; the other direction goes on.
+      to.shutdownWrite();
       co_return;
     }
     if (ec) {
@@ -285,11 +335,26 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, bool from_client) {
   }
 }
 
+// Starts both directions: the reverse one on a new coroutine, the forward one in the caller's.
+template <typename ClientEnd, typename ServerEnd>
+asio::awaitable<void> forward(std::shared_ptr<Connection> c, ClientEnd client, ServerEnd server,
+                              bool client_eof) {
+  if (client_eof) {
+    server.shutdownWrite();
+    co_await pump(std::move(c), server, client, false);
+    co_return;
+  }
+  asio::co_spawn(c->client_.get_executor(), pump(c, server, client, false), asio::detached);
+  co_await pump(std::move(c), client, server, true);
+}
+
 struct DetectOutcome {
   detect::Protocol protocol = detect::Protocol::kOpaque;
   DetectReason reason = kDetected;
   bool client_eof = false;
   bool failed = false;  // the client failed during detection; the connection is over
+  std::string sni;      // of a TLS ClientHello, when it parsed whole
+  bool mesh_alpn = false;  // the ClientHello offers Weft's transport ALPN: a Weft proxy
 };
 
 // The bytes read while detecting; grown on demand (most first reads are small) and never
@@ -349,6 +414,10 @@ asio::awaitable<DetectOutcome> detectProtocol(Connection& c, Prefix& prefix, uin
       if (auto d = detect::detect({prefix.data.get(), len})) {
         out.protocol = d->protocol;
         out.reason = kDetected;
+        if (d->client_hello) {
+          out.sni = d->client_hello->sni;
+          for (const auto& p : d->client_hello->alpn) out.mesh_alpn |= p == tls::kAlpnTransport;
+        }
         break;
       }
     }
@@ -361,8 +430,48 @@ asio::awaitable<DetectOutcome> detectProtocol(Connection& c, Prefix& prefix, uin
   co_return out;
 }
 
+// Inbound: terminates mesh TLS addressed to us and reads the transport header, which names the
+// port the client proxy's application dialled. Returns that port, or 0 after counting and
+// resetting a refused connection.
+asio::awaitable<uint16_t> acceptMeshTls(Connection& c, Prefix& prefix, TlsLabels& tls_labels) {
+  const StackSettings& s = c.settings_;
+  c.client_tls_ = std::make_unique<tls::TlsSocket>(c.client_, c.snapshot_->server(),
+                                                   tls::TlsSocket::Role::kServer,
+                                                   std::move(prefix.data), prefix.len);
+  prefix.len = 0;
+  c.armDeadline(s.tls_handshake_timeout, c.client_);
+  auto hs = co_await c.client_tls_->handshake();
+  std::array<uint8_t, tls::kTransportHeaderSize> header{};
+  std::size_t got = 0;
+  while (hs && got < header.size()) {
+    auto [ec, n] = co_await c.client_tls_->readSome(header.data() + got, header.size() - got);
+    if (ec) {
+      hs = Error::downstream("bad_transport_header", ec.message());
+      break;
+    }
+    got += n;
+  }
+  c.disarmDeadline();
+  if (!hs) {
+    std::string reason = c.timed_out_ ? "timeout" : hs.error().kind;
+    countError(s, c.metrics_, "tls_" + reason);
+    spdlog::debug("inbound: refused mesh TLS: {}", hs.error().message());
+    net::setResetOnClose(c.client_);
+    co_return 0;
+  }
+  auto port = tls::parseTransportHeader(header);
+  if (!port) {
+    countError(s, c.metrics_, "bad_transport_header");
+    net::setResetOnClose(c.client_);
+    co_return 0;
+  }
+  tls_labels = {{"tls", "true"}, {"client_id", tls::peerIdentity(c.client_tls_->ssl())}};
+  co_return *port;
+}
+
 asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
   const StackSettings& s = c->settings_;
+  const bool inbound = s.direction == Direction::kInbound;
   const auto accepted_at = Clock::now();
   asio::error_code ec;
   c->client_.set_option(tcp::no_delay(true), ec);
@@ -373,6 +482,12 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     target = *s.fixed_target;
   } else {
     auto od = net::originalDestination(c->client_);
+    asio::error_code lec;
+    const auto local = c->client_.local_endpoint(lec);
+    if (!od && inbound && !lec && local.port() == s.mesh_port) {
+      // Not NATed (a pod without interception rules): a client proxy dialled us directly.
+      od = local;
+    }
     if (!od) {
       countError(s, c->metrics_, "no_original_dst");
       spdlog::debug("{}: no original destination: {}", directionName(s.direction), od.error().message());
@@ -381,24 +496,24 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     }
     target = *od;
   }
-  if (isLoop(s, target, c->client_)) {
+  // A connection to our own inbound port is a client proxy's mesh TLS (transport header inside);
+  // anything else there would loop through us, so it is refused after detection.
+  const bool direct = inbound && s.identity_enabled && target.port() == s.mesh_port;
+  if (!direct && isLoop(s, target, c->client_)) {
     countError(s, c->metrics_, "loop");
     spdlog::warn("{}: refused a connection to {}, which is this proxy's own listener (loop)",
                  directionName(s.direction), addrString(target));
     net::setResetOnClose(c->client_);
     co_return;
   }
-  c->series_ = c->cache_.get(target);
-  TargetSeries& series = *c->series_;
-  c->opened(series.src, c->src_open_);
 
   // 2. What it speaks.
   Prefix prefix;
   DetectOutcome detected = co_await detectProtocol(*c, prefix, target.port());
-  if (prefix.len > 0) series.src.read->inc(prefix.len);
-  c->cache_.detectCounter(series, detected.protocol, detected.reason, target.port())->inc();
+  auto& detect_series = c->cache_.detectSeries(target.port());
+  c->cache_.detectCounter(target.port(), detected.protocol, detected.reason).inc();
   if (detected.reason != kOpaquePort) {
-    series.detect_duration->observe(
+    detect_series.duration->observe(
         std::chrono::duration<double, std::milli>(Clock::now() - accepted_at).count());
   }
   if (detected.failed) {
@@ -406,9 +521,61 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     co_return;
   }
 
-  // 3. Connect, bounded by the connect timeout.
+  // 3. Mesh TLS: who the peer is, and whether we terminate or originate it.
+  TlsLabels tls_labels;
+  const std::string* server_id = nullptr;
+  std::size_t prefix_seen = prefix.len;  // bytes read from the client so far (for metrics)
+  if (!s.identity_enabled) {
+    tls_labels = {{"tls", "disabled"}};
+  } else {
+    c->snapshot_ = tls::currentSnapshot();
+    if (inbound) {
+      // Ours when it names us, or when a Weft proxy expects someone else here: terminating then
+      // lets that client see exactly why (wrong_identity) instead of a stalled handshake.
+      const bool mesh_tls = detected.protocol == detect::Protocol::kTls && c->snapshot_ &&
+                            (detected.sni == c->snapshot_->identity() || detected.mesh_alpn);
+      if (direct && !mesh_tls) {
+        countError(s, c->metrics_, "loop");
+        spdlog::debug("inbound: refused a connection to our own port {} without mesh TLS", s.mesh_port);
+        net::setResetOnClose(c->client_);
+        co_return;
+      }
+      if (mesh_tls) {
+        uint16_t port = co_await acceptMeshTls(*c, prefix, tls_labels);
+        if (port == 0) co_return;
+        target.port(port);
+        prefix_seen = 0;  // those bytes were TLS, counted as the connection's own traffic
+        if (isLoop(s, target, c->client_)) {
+          countError(s, c->metrics_, "loop");
+          net::setResetOnClose(c->client_);
+          co_return;
+        }
+      } else if (detected.protocol == detect::Protocol::kTls) {
+        tls_labels = {{"tls", "opaque"}};  // someone else's TLS: passed through untouched
+      } else {
+        tls_labels = {{"tls", "no_identity"}, {"no_tls_reason", "no_tls_from_remote"}};
+      }
+    } else if (s.meshed && (server_id = s.meshed->identityFor(target)) != nullptr) {
+      if (!c->snapshot_) {
+        countError(s, c->metrics_, "identity_not_ready");
+        net::setResetOnClose(c->client_);
+        co_return;
+      }
+      tls_labels = {{"tls", "true"}, {"server_id", *server_id}};
+    } else {
+      tls_labels = {{"tls", "no_identity"}, {"no_tls_reason", "not_provided_by_service_discovery"}};
+    }
+  }
+  c->series_ = c->cache_.get(target, tls_labels);
+  TargetSeries& series = *c->series_;
+  c->opened(series.src, c->src_open_);
+  if (prefix_seen > 0) series.src.read->inc(prefix_seen);
+
+  // 4. Connect, bounded by the connect timeout. A meshed endpoint is dialled on its proxy's
+  // inbound port; the transport header carries the application's port.
+  const tcp::endpoint dial = server_id != nullptr ? tcp::endpoint(target.address(), s.mesh_port) : target;
   c->armDeadline(s.connect_timeout, c->server_);
-  auto [cec] = co_await c->server_.async_connect(target, kAwait);
+  auto [cec] = co_await c->server_.async_connect(dial, kAwait);
   c->disarmDeadline();
   if (cec) {
     std::string_view error = c->timed_out_                               ? "connect_timeout"
@@ -422,11 +589,37 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     co_return;
   }
   c->server_.set_option(tcp::no_delay(true), ec);
+
+  if (server_id != nullptr) {
+    // Outbound to a meshed endpoint: mTLS, checking the server proves the expected identity,
+    // then the transport header naming the port the application dialled.
+    c->server_tls_ = std::make_unique<tls::TlsSocket>(c->server_, c->snapshot_->client(),
+                                                      tls::TlsSocket::Role::kClient);
+    auto st = c->server_tls_->expectServerIdentity(*server_id);
+    c->armDeadline(s.tls_handshake_timeout, c->server_);
+    if (st) st = co_await c->server_tls_->handshake();
+    if (st) {
+      auto header = tls::makeTransportHeader(target.port());
+      auto [wec, n] = co_await c->server_tls_->writeAll(header.data(), header.size());
+      if (wec) st = Error::upstream("io", wec.message());
+    }
+    c->disarmDeadline();
+    if (!st) {
+      std::string reason = c->timed_out_ ? "timeout" : st.error().kind;
+      countError(s, c->metrics_, "tls_" + reason);
+      spdlog::debug("outbound: mesh TLS to {} ({}) failed: {}", addrString(target), *server_id,
+                    st.error().message());
+      net::setResetOnClose(c->client_);
+      co_return;
+    }
+  }
   c->opened(series.dst, c->dst_open_);
 
-  // 4. Forward: first the bytes detection read, then both directions until both are done.
+  // 5. Forward: first the bytes detection read, then both directions until both are done.
   if (prefix.len > 0) {
-    auto [wec, n] = co_await asio::async_write(c->server_, asio::buffer(prefix.data.get(), prefix.len), kAwait);
+    auto [wec, n] = c->server_tls_
+                        ? co_await c->server_tls_->writeAll(reinterpret_cast<char*>(prefix.data.get()), prefix.len)
+                        : co_await PlainEnd{c->server_}.writeAll(reinterpret_cast<char*>(prefix.data.get()), prefix.len);
     series.dst.write->inc(n);
     if (wec) {
       c->fail(false, wec);
@@ -434,16 +627,60 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     }
   }
   prefix.data.reset();  // detection's buffer is not needed while forwarding
-  if (detected.client_eof) {
-    c->server_.shutdown(tcp::socket::shutdown_send, ec);
-    co_await pump(std::move(c), false);
-    co_return;
+  // Take references before moving `c` into forward(): argument evaluation order is unspecified.
+  const bool eof = detected.client_eof;
+  tcp::socket& client = c->client_;
+  tcp::socket& server = c->server_;
+  if (tls::TlsSocket* t = c->client_tls_.get()) {
+    co_await forward(std::move(c), TlsEnd{*t}, PlainEnd{server}, eof);
+  } else if (tls::TlsSocket* u = c->server_tls_.get()) {
+    co_await forward(std::move(c), PlainEnd{client}, TlsEnd{*u}, eof);
+  } else {
+    co_await forward(std::move(c), PlainEnd{client}, PlainEnd{server}, eof);
   }
-  asio::co_spawn(c->client_.get_executor(), pump(c, false), asio::detached);
-  co_await pump(std::move(c), true);  // this coroutine carries the client->server direction
 }
 
 }  // namespace
+
+Result<MeshedEndpoints> MeshedEndpoints::parse(std::string_view text) {
+  MeshedEndpoints out;
+  std::string_view rest = text;
+  auto invalid = [&](std::string_view item) {
+    return Error::internal("invalid_value", "\"" + std::string(item) +
+                                                "\" is not IP=identity or IP:PORT=identity "
+                                                "(IPv6 as [IP]:PORT=identity)");
+  };
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    std::string item(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq + 1 == item.size()) return invalid(item);
+    std::string addr = item.substr(0, eq);
+    std::string id = item.substr(eq + 1);
+    if (!identity::isValidIdentityName(id)) return invalid(item);
+    asio::error_code ec;
+    auto ip = asio::ip::make_address(addr, ec);
+    if (!ec) {
+      out.by_ip_[ip] = id;
+      continue;
+    }
+    auto hp = config::parseHostPort(addr);
+    if (!hp) return invalid(item);
+    out.by_endpoint_[tcp::endpoint(asio::ip::make_address(hp->host), hp->port)] = id;
+  }
+  return out;
+}
+
+const std::string* MeshedEndpoints::identityFor(const tcp::endpoint& ep) const {
+  tcp::endpoint plain(net::unmapped(ep.address()), ep.port());
+  if (auto it = by_endpoint_.find(plain); it != by_endpoint_.end()) return &it->second;
+  if (auto it = by_ip_.find(plain.address()); it != by_ip_.end()) return &it->second;
+  return nullptr;
+}
 
 std::string_view directionName(Direction d) {
   return d == Direction::kInbound ? "inbound" : "outbound";

@@ -10,6 +10,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -24,6 +25,21 @@ namespace weft::proxy {
 enum class Direction { kInbound, kOutbound };
 std::string_view directionName(Direction d);
 
+// Which endpoints are Weft proxies, and with what identity: "IP=identity" applies to every port
+// of that IP, "IP:PORT=identity" to one port (it wins). The static resolver behind
+// WEFT_PROXY_DESTINATION_STATIC_IDENTITIES, until the destination service provides this.
+class MeshedEndpoints {
+ public:
+  static Result<MeshedEndpoints> parse(std::string_view text);
+  // The identity the endpoint must present, or nullptr when it is not meshed.
+  [[nodiscard]] const std::string* identityFor(const asio::ip::tcp::endpoint& ep) const;
+  [[nodiscard]] bool empty() const { return by_ip_.empty() && by_endpoint_.empty(); }
+
+ private:
+  std::map<asio::ip::address, std::string> by_ip_;
+  std::map<asio::ip::tcp::endpoint, std::string> by_endpoint_;
+};
+
 struct StackSettings {
   Direction direction = Direction::kInbound;
   std::vector<asio::ip::tcp::endpoint> listen;        // first is the configured one
@@ -33,7 +49,16 @@ struct StackSettings {
   config::PortSet opaque_ports;
   std::vector<uint16_t> own_ports;  // every port this proxy listens on, for the loop guard
   std::size_t buffer_size = 16 * 1024;
-  std::string tls_label = "disabled";  // the `tls` label for this stack's connections
+  // Identity on: inbound terminates mesh TLS addressed to us, outbound originates it to meshed
+  // endpoints. Off: every connection is plaintext and labelled tls="disabled".
+  bool identity_enabled = false;
+  std::chrono::milliseconds tls_handshake_timeout{10'000};
+  // Outbound: the identity each meshed endpoint must prove (static resolver until discovery).
+  std::shared_ptr<const MeshedEndpoints> meshed;
+  // Outbound: meshed endpoints are dialled on their proxy's inbound port, with the transport
+  // header naming the application's port (so opaque ports need no detection on the far side).
+  // Inbound: the port of our own inbound listener, where only mesh TLS is accepted.
+  uint16_t mesh_port = 4143;
 };
 
 class TcpStack {

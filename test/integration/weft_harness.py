@@ -212,10 +212,10 @@ class Pod:
 
     def _cmd(self, cmd, uid, env):
         full = ["ip", "netns", "exec", self.ns]
-        if env:
-            full += ["env"] + [f"{k}={v}" for k, v in env.items()]
         if uid is not None:
             full += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        if env:  # last, so LD_PRELOAD-style variables reach only the program itself
+            full += ["env"] + [f"{k}={v}" for k, v in env.items()]
         return full + list(cmd)
 
     def init(self, *args):

@@ -26,6 +26,7 @@ class ConfigTest : public ::testing::Test {
 };
 
 TEST_F(ConfigTest, DefaultsMatchTheSpec) {
+  env_ = {{"WEFT_PROXY_IDENTITY_DISABLED", "1"}};
   auto c = load().value().config;
   EXPECT_EQ(c.inbound_listen.toString(), "0.0.0.0:4143");
   EXPECT_EQ(c.outbound_listen.toString(), "127.0.0.1:4140");
@@ -73,7 +74,8 @@ TEST_F(ConfigTest, BadValuesNameTheVariableAndTheAcceptedForm) {
                                   Case{"WEFT_PROXY_LOG", "loud", "trace, debug"},
                                   Case{"WEFT_PROXY_ADMIN_LISTEN_ADDR", "4191", "IPv4:PORT"},
                                   Case{"WEFT_PROXY_IDENTITY_DISABLED", "perhaps", "true/false"}}) {
-    env_ = {{var, value}};
+    env_ = {{"WEFT_PROXY_IDENTITY_DISABLED", "1"}, {var, value}};
+    if (std::string(var) == "WEFT_PROXY_IDENTITY_DISABLED") env_ = {{var, value}};
     auto c = load();
     ASSERT_FALSE(c.ok()) << var << "=" << value;
     EXPECT_THAT(c.error().context, HasSubstr(var));
@@ -82,10 +84,27 @@ TEST_F(ConfigTest, BadValuesNameTheVariableAndTheAcceptedForm) {
 }
 
 TEST_F(ConfigTest, WarnsAboutUnknownProxyVariables) {
-  env_ = {{"WEFT_PROXY_DETECT_TIMOUT", "1s"}, {"HOME", "/root"}};
+  env_ = {{"WEFT_PROXY_DETECT_TIMOUT", "1s"}, {"HOME", "/root"}, {"WEFT_PROXY_IDENTITY_DISABLED", "1"}};
   auto loaded = load().value();
   ASSERT_EQ(loaded.warnings.size(), 1U);
   EXPECT_THAT(loaded.warnings[0], HasSubstr("WEFT_PROXY_DETECT_TIMOUT"));
+}
+
+TEST_F(ConfigTest, IdentityIsRequiredUnlessDisabledAndNamesTheMissingVariable) {
+  auto c = load();
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().context, HasSubstr("WEFT_PROXY_IDENTITY_SVC_ADDR"));
+  EXPECT_THAT(c.error().context, HasSubstr("WEFT_PROXY_IDENTITY_DISABLED=1"));
+  env_ = {{"WEFT_PROXY_IDENTITY_SVC_ADDR", "127.0.0.1:8080"},
+          {"WEFT_PROXY_IDENTITY_LOCAL_NAME", "web.default.serviceaccount.identity.weft.cluster.local"},
+          {"WEFT_PROXY_IDENTITY_TOKEN_FILE", "/var/run/weft/token"}};
+  c = load();
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().context, HasSubstr("WEFT_PROXY_IDENTITY_TRUST_ANCHORS"));
+  env_["WEFT_PROXY_IDENTITY_TRUST_ANCHORS"] = "-----BEGIN CERTIFICATE-----...";
+  auto ok = load().value().config;
+  EXPECT_EQ(ok.identity_svc_name, "identity.weft.serviceaccount.identity.weft.cluster.local");
+  EXPECT_EQ(ok.identity_min_refresh, std::chrono::seconds(10));
 }
 
 }  // namespace
