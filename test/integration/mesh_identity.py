@@ -34,13 +34,19 @@ class IdentityPlane:
             with open(self.tokens, "w"):
                 pass
             os.chmod(self.tokens, 0o600)
+        self.leaf_lifetime = leaf_lifetime
         self.pod = mesh.pod("control", proxy=False)
+        self.restart()
+
+    def restart(self):
+        """Starts (again) the identity service on the same address."""
+        log = open(os.path.join(self.mesh.tmp, "identity.log"), "ab")
         self.proc = self.pod.popen(
             os.path.join(BIN_DIR, "weft-controller"), "identity", "--listen", "0.0.0.0:8080",
             "--admin-listen", "0.0.0.0:9990", "--issuer-cert", self.issuer_cert, "--issuer-key", self.issuer_key,
-            "--trust-anchors", self.anchor, "--tokens", self.tokens, "--leaf-lifetime", leaf_lifetime,
-            env={"ASAN_OPTIONS": "detect_leaks=1"},
-            stdout=open(os.path.join(mesh.tmp, "identity.log"), "ab"), stderr=subprocess.STDOUT)
+            "--trust-anchors", self.anchor, "--tokens", self.tokens, "--leaf-lifetime", self.leaf_lifetime,
+            env={"ASAN_OPTIONS": "detect_leaks=1"}, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
         wait_for(lambda: self._ready(), timeout=20, what="identity service ready")
 
     def _ready(self):

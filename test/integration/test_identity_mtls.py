@@ -272,6 +272,42 @@ class RotationTest(unittest.TestCase):
         self.assertGreaterEqual(b.proxy.metrics().sum("tcp_open_total", direction="inbound", tls="true",
                                                       client_id=WEB), done[0])
 
+    def test_an_expired_leaf_is_never_presented_and_service_returning_recovers(self):
+        # 20 s leaves (back-dated 20 s, so ~20 s left when issued), then the identity service dies.
+        idp = IdentityPlane(self.mesh, leaf_lifetime="20s")
+        b = self.mesh.pod("b", **idp.proxy_env("backend"))
+        a = self.mesh.pod("a", **idp.proxy_env("web", static_identities=f"{b.ip}={BACKEND}"))
+        srv = Server(b, 7001, digest_handler)
+        self.addCleanup(srv.close)
+        idp.proc.kill()
+        idp.proc.wait()
+        wait_for(lambda: a.proxy.admin("/ready")[0] == 503, timeout=30, interval=0.2,
+                 what="not ready once the leaf expired")
+        expiry = a.proxy.metrics().sum("identity_cert_expiration_timestamp_seconds")
+        self.assertLessEqual(expiry, time.time())
+        self.assertIn("certificate expired without a replacement", a.proxy.log())
+        before = a.proxy.metrics().sum("outbound_tcp_errors_total", error="identity_not_ready")
+        s = a.connect(b.ip, 7001)
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        try:
+            self.assertEqual(s.recv(10), b"")
+        except ConnectionResetError:
+            pass
+        s.close()
+        self.assertEqual(a.proxy.metrics().sum("outbound_tcp_errors_total", error="identity_not_ready"), before + 1)
+        self.assertGreaterEqual(a.proxy.metrics().sum("identity_cert_refresh_errors_total"), 1)
+        # The identity service comes back on the same address: the proxies recover by themselves.
+        idp.restart()
+        wait_for(lambda: a.proxy.admin("/ready")[0] == 200 and b.proxy.admin("/ready")[0] == 200, timeout=90,
+                 interval=0.5, what="ready again")
+        s = a.connect(b.ip, 7001)
+        s.sendall(b"GET / HTTP/1.1\r\n\r\nback")
+        s.shutdown(socket.SHUT_WR)
+        self.assertTrue(recv_all(s).endswith(b" 22\n"))
+        s.close()
+        for pod in (a, b):
+            pod.proxy.assert_clean(self)
+
     def test_clocks_19_seconds_apart_still_work(self):
         idp = IdentityPlane(self.mesh)
         b = self.mesh.pod("b", **idp.proxy_env("backend"))
