@@ -1,5 +1,5 @@
 // weft-controller: the control plane, one subcommand per component (SPEC §1). Today: `identity`
-// (and its token tool `identity add-token`); `destination`, `injector` and `policy` follow.
+// (and its token tool `identity add-token`) and `destination`; `injector` and `policy` follow.
 //
 // Exit status: 0 done, 1 failed (e.g. an issuer refused at start), 2 bad usage.
 
@@ -17,6 +17,8 @@
 #include <optional>
 #include <string>
 
+#include "control/destination/registry.h"
+#include "control/destination/service.h"
 #include "control/identity/authenticator.h"
 #include "control/identity/issuer.h"
 #include "control/identity/service.h"
@@ -46,6 +48,16 @@ struct IdentityFlags {
   std::string tokens;
   std::string leaf_lifetime = "24h";
   std::string backdate = "20s";
+  std::string trust_domain = "cluster.local";
+  std::string control_plane_ns = "weft";
+  std::string log = "info";
+};
+
+struct DestinationFlags {
+  std::string listen = "0.0.0.0:8086";
+  std::string admin_listen = "0.0.0.0:9996";
+  std::string state_dir;
+  std::string cluster_domain = "cluster.local";
   std::string trust_domain = "cluster.local";
   std::string control_plane_ns = "weft";
   std::string log = "info";
@@ -221,19 +233,7 @@ int runIdentity(const IdentityFlags& flags) {
   admin::AdminHooks hooks;
   hooks.ready = [&ctl] { return ctl.ready(); };
   hooks.shutdown = [] { g_shutdown_requested = true; };
-  hooks.log_level = [] {
-    auto sv = spdlog::level::to_string_view(spdlog::get_level());
-    return std::string(sv.data(), sv.size());
-  };
-  hooks.set_log_level = [](const std::string& level) -> Status {
-    auto l = spdlog::level::from_str(level);
-    if (l == spdlog::level::off && level != "off") {
-      return Error::downstream("bad_level", "unknown log level \"" + level +
-                                                "\"; use trace, debug, info, warn, error or off");
-    }
-    spdlog::set_level(l);
-    return okStatus();
-  };
+  admin::useSpdlogLevel(hooks);
   admin::AdminServer admin(admin_worker.context(), registry, hooks);
   asio::ip::tcp::endpoint admin_ep(asio::ip::make_address(settings->admin_listen.host),
                                    settings->admin_listen.port);
@@ -262,6 +262,129 @@ int runIdentity(const IdentityFlags& flags) {
   }
   // Certify is short: a few seconds let the calls in flight answer.
   ctl.shutdown(std::chrono::seconds(5));
+  admin.stop();
+  admin_worker.stopAndJoin();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+// --- weft-controller destination ----------------------------------------------------------------
+
+struct DestinationSettings {
+  destination::DestinationController::Options controller;
+  config::HostPort admin_listen;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+};
+
+// Checks every flag's value; nullopt after printing the usage error.
+std::optional<DestinationSettings> checkDestinationFlags(const DestinationFlags& f,
+                                                         int& exit_code) {
+  auto bad = [&](const std::string& flag, const std::string& why) {
+    exit_code = usage("destination", flag, why);
+    return std::nullopt;
+  };
+  DestinationSettings s;
+  auto listen = config::parseHostPort(f.listen);
+  if (!listen) return bad("--listen", listen.error().context);
+  s.controller.listen = listen->toString();
+  auto admin = config::parseHostPort(f.admin_listen);
+  if (!admin) return bad("--admin-listen", admin.error().context);
+  s.admin_listen = *admin;
+  if (f.state_dir.empty()) {
+    return bad("--state-dir", "required: the local-mode state directory (the registry is "
+                              "<state-dir>/registry)");
+  }
+  for (auto [flag, value] :
+       {std::pair<const char*, const std::string*>{"--cluster-domain", &f.cluster_domain},
+        {"--trust-domain", &f.trust_domain}}) {
+    if (!weft::identity::isValidIdentityName(*value)) {
+      return bad(flag, "\"" + *value + "\" is not a lowercase DNS name");
+    }
+  }
+  if (!weft::identity::isValidIdentityName(f.control_plane_ns) ||
+      f.control_plane_ns.find('.') != std::string::npos) {
+    return bad("--control-plane-namespace",
+               "\"" + f.control_plane_ns + "\" is not a Kubernetes namespace name (a DNS label)");
+  }
+  s.controller.service.cluster_domain = f.cluster_domain;
+  s.controller.service.trust_domain = f.trust_domain;
+  s.controller.service.control_plane_ns = f.control_plane_ns;
+  s.log_level = spdlog::level::from_str(f.log);
+  if (s.log_level == spdlog::level::off && f.log != "off") {
+    return bad("--log", "\"" + f.log + "\" is not trace, debug, info, warn, error or off");
+  }
+  return s;
+}
+
+int runDestination(const DestinationFlags& flags) {
+  int exit_code = kExitOk;
+  auto settings = checkDestinationFlags(flags, exit_code);
+  if (!settings) return exit_code;
+  setUpLogging("weft-destination", settings->log_level);
+
+  // Signals are taken synchronously by this thread; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  metrics::Registry registry;
+  registry.addCollector([](std::string& out) {
+    out += "# HELP weft_bug_total Internal invariant violations (each is a bug to report)\n";
+    out += "# TYPE weft_bug_total counter\nweft_bug_total " + std::to_string(bugCounter().load()) +
+           "\n";
+  });
+  registry.addCollector(metrics::renderProcessMetrics);
+
+  // The local-mode registry; the Kubernetes source will be chosen here instead (SPEC §1 modes).
+  destination::LocalRegistry source(destination::LocalRegistry::Options{flags.state_dir});
+  source.start();
+  auto controller =
+      destination::DestinationController::start(settings->controller, source, registry);
+  if (!controller) {
+    std::fprintf(stderr, "weft-controller destination: %s\n",
+                 controller.error().context.c_str());
+    return kExitFailed;
+  }
+  destination::DestinationController& ctl = **controller;
+
+  runtime::Worker admin_worker("weft-admin");
+  admin::AdminHooks hooks;
+  hooks.ready = [&ctl] { return ctl.ready(); };
+  hooks.shutdown = [] { g_shutdown_requested = true; };
+  admin::useSpdlogLevel(hooks);
+  admin::AdminServer admin(admin_worker.context(), registry, hooks);
+  asio::ip::tcp::endpoint admin_ep(asio::ip::make_address(settings->admin_listen.host),
+                                   settings->admin_listen.port);
+  if (auto st = admin.listen(admin_ep); !st) {
+    std::fprintf(stderr, "weft-controller destination: admin %s: %s\n",
+                 settings->admin_listen.toString().c_str(), st.error().context.c_str());
+    ctl.shutdown(std::chrono::seconds(0));
+    return kExitFailed;
+  }
+  admin.start();
+  admin_worker.start();
+  spdlog::info(
+      "weft-controller destination ready: gRPC (plaintext) on {}, registry {}, admin on {}",
+      settings->controller.listen, source.registryDir(), settings->admin_listen.toString());
+
+  const timespec tick{0, 100'000'000};
+  for (;;) {
+    int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig > 0) {
+      spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    if (g_shutdown_requested) {
+      spdlog::info("shutdown requested on the admin port");
+      break;
+    }
+  }
+  // Streams are endless: they are told to end, and get a moment to flush.
+  ctl.shutdown(std::chrono::seconds(1));
+  source.stop();
   admin.stop();
   admin_worker.stopAndJoin();
   spdlog::info("stopped");
@@ -331,6 +454,38 @@ int run(int argc, char** argv) {
                    "cluster.local")
       ->required();
 
+  DestinationFlags dst;
+  auto* destination_cmd = app.add_subcommand(
+      "destination",
+      "the destination service: streams each proxy the endpoints of the service or IP:port it "
+      "connects to (gRPC Get), with identity, protocol hint and metric labels, from the "
+      "local-mode registry in --state-dir");
+  destination_cmd
+      ->add_option("--listen", dst.listen,
+                   "gRPC (plaintext for now) listen address, IPv4:PORT or [IPv6]:PORT")
+      ->capture_default_str();
+  destination_cmd
+      ->add_option("--admin-listen", dst.admin_listen,
+                   "admin HTTP address: /metrics, /live, /ready")
+      ->capture_default_str();
+  destination_cmd->add_option("--state-dir", dst.state_dir,
+                              "local-mode state directory; services and workloads are read from "
+                              "<state-dir>/registry and re-read every 500ms");
+  destination_cmd
+      ->add_option("--cluster-domain", dst.cluster_domain,
+                   "DNS domain of services: <svc>.<ns>.svc.<cluster-domain>")
+      ->capture_default_str();
+  destination_cmd
+      ->add_option("--trust-domain", dst.trust_domain,
+                   "the mesh's trust domain (part of each endpoint's identity)")
+      ->capture_default_str();
+  destination_cmd
+      ->add_option("--control-plane-namespace", dst.control_plane_ns,
+                   "the control plane's namespace (part of each endpoint's identity)")
+      ->capture_default_str();
+  destination_cmd->add_option("--log", dst.log, "log level: trace, debug, info, warn, error, off")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -339,6 +494,7 @@ int run(int argc, char** argv) {
   }
   if (add_token_cmd->parsed()) return runAddToken(add);
   if (identity_cmd->parsed()) return runIdentity(id);
+  if (destination_cmd->parsed()) return runDestination(dst);
   return kExitUsage;  // require_subcommand(1) makes this unreachable
 }
 

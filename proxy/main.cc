@@ -128,6 +128,7 @@ int run() {
   // Identity: each new certificate is posted to every worker's thread-local slot (no locks on
   // the data path); the admin server's /ready waits for the first one.
   std::unique_ptr<IdentityClient> identity;
+  std::atomic<int> snapshots_pending{0};
   if (!cfg.identity_disabled) {
     IdentitySettings is;
     is.svc_addr = cfg.identity_svc_addr;
@@ -137,11 +138,18 @@ int run() {
     is.token_file = cfg.identity_token_file;
     is.min_refresh = std::chrono::duration_cast<std::chrono::seconds>(cfg.identity_min_refresh);
     is.max_refresh = std::chrono::duration_cast<std::chrono::seconds>(cfg.identity_max_refresh);
-    identity = std::make_unique<IdentityClient>(is, registry, [&workers](tls::TlsSnapshotPtr snap) {
-      for (auto& w : workers) {
-        asio::post(w->context(), [snap] { tls::setCurrentSnapshot(snap); });
-      }
-    });
+    // Ready only once every worker holds the certificate: the count of workers still to install
+    // the latest snapshot gates /ready.
+    identity = std::make_unique<IdentityClient>(
+        is, registry, [&workers, &snapshots_pending](tls::TlsSnapshotPtr snap) {
+          snapshots_pending.fetch_add(static_cast<int>(workers.size()));
+          for (auto& w : workers) {
+            asio::post(w->context(), [snap, &snapshots_pending] {
+              tls::setCurrentSnapshot(snap);
+              snapshots_pending.fetch_sub(1);
+            });
+          }
+        });
     if (auto st = identity->init(); !st) {
       std::fprintf(stderr, "weft-proxy: invalid configuration: %s\n", st.error().context.c_str());
       return kExitConfig;
@@ -153,22 +161,11 @@ int run() {
   runtime::Worker admin_worker("weft-admin");
   admin::AdminHooks hooks;
   hooks.ready = [&] {
-    return ready.load() && !draining.load() && (!identity || identity->ready());
+    return ready.load() && !draining.load() &&
+           (!identity || (identity->ready() && snapshots_pending.load() == 0));
   };
   hooks.shutdown = [] { g_shutdown_requested = true; };
-  hooks.log_level = [] {
-    auto sv = spdlog::level::to_string_view(spdlog::get_level());
-    return std::string(sv.data(), sv.size());
-  };
-  hooks.set_log_level = [](const std::string& level) -> Status {
-    auto l = spdlog::level::from_str(level);
-    if (l == spdlog::level::off && level != "off") {
-      return Error::downstream("bad_level", "unknown log level \"" + level +
-                                                "\"; use trace, debug, info, warn, error or off");
-    }
-    spdlog::set_level(l);
-    return okStatus();
-  };
+  admin::useSpdlogLevel(hooks);
   admin::AdminServer admin(admin_worker.context(), registry, hooks);
   auto admin_ep = listenEndpoints(cfg.admin_listen, false).front();
   if (auto st = admin.listen(admin_ep); !st) {
@@ -183,9 +180,10 @@ int run() {
   for (auto& w : workers) w->start();
   if (identity) identity->start();
   ready = true;
-  spdlog::info("weft-proxy {} ready: inbound {}, outbound {}, admin {}, {} worker(s)", WEFT_VERSION,
+  spdlog::info("weft-proxy {} listening: inbound {}, outbound {}, admin {}, {} worker(s){}", WEFT_VERSION,
                cfg.inbound_listen.toString(), cfg.outbound_listen.toString(),
-               cfg.admin_listen.toString(), cfg.cores);
+               cfg.admin_listen.toString(), cfg.cores,
+               identity ? "; ready once the identity service has issued a certificate" : "");
 
   // Wait for SIGTERM/SIGINT or POST /shutdown.
   const timespec tick{0, 100'000'000};

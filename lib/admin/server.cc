@@ -173,6 +173,22 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
   }
 };
 
+void useSpdlogLevel(AdminHooks& hooks) {
+  hooks.log_level = [] {
+    auto sv = spdlog::level::to_string_view(spdlog::get_level());
+    return std::string(sv.data(), sv.size());
+  };
+  hooks.set_log_level = [](const std::string& level) -> Status {
+    auto l = spdlog::level::from_str(level);
+    if (l == spdlog::level::off && level != "off") {
+      return Error::downstream("bad_level", "unknown log level \"" + level +
+                                                "\"; use trace, debug, info, warn, error or off");
+    }
+    spdlog::set_level(l);
+    return okStatus();
+  };
+}
+
 AdminServer::AdminServer(asio::io_context& ctx, metrics::Registry& registry, AdminHooks hooks)
     : state_(std::make_shared<State>(ctx, registry, std::move(hooks))) {}
 

@@ -12,6 +12,8 @@
 
 #include <array>
 #include <cstring>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <unordered_map>
 
 #include "weft/detect/detect.h"
@@ -710,7 +712,35 @@ TcpStack::TcpStack(StackSettings settings, ProxyMetrics& metrics)
 
 TcpStack::~TcpStack() = default;
 
+namespace {
+
+// SO_REUSEPORT lets every worker bind the same address, but it would also let a second proxy
+// (same UID) bind it silently and take half the connections. Before the first worker binds,
+// a plain bind proves nobody else holds the address.
+Status probeExclusive(const tcp::endpoint& ep) {
+  int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return okStatus();  // the real bind reports the problem
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (ep.address().is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  int rc = ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size()));
+  int err = errno;
+  ::close(fd);
+  if (rc != 0 && err == EADDRINUSE) {
+    return Error::internal("listen_failed", addrString(ep) + ": address already in use");
+  }
+  return okStatus();
+}
+
+}  // namespace
+
 Status TcpStack::bind(asio::io_context& worker) {
+  if (acceptors_.empty()) {
+    if (auto st = probeExclusive(settings_.listen.front()); !st) {
+      return Error::internal("listen_failed", std::string(directionName(settings_.direction)) +
+                                                  " listener " + st.error().context);
+    }
+  }
   auto cache = std::make_shared<TargetCache>(settings_, metrics_);
   for (std::size_t i = 0; i < settings_.listen.size(); ++i) {
     const auto& ep = settings_.listen[i];

@@ -23,6 +23,10 @@ struct AdminHooks {
   std::function<Status(const std::string&)> set_log_level;
 };
 
+// Fills log_level / set_log_level with spdlog's global level, which every Weft binary logs
+// through: GET returns it, PUT accepts trace, debug, info, warn, error or off.
+void useSpdlogLevel(AdminHooks& hooks);
+
 class AdminServer {
  public:
   AdminServer(asio::io_context& ctx, metrics::Registry& registry, AdminHooks hooks);
