@@ -28,6 +28,7 @@
 #include "weft/identity/certs.h"
 #include "weft/metrics/registry.h"
 #include "weft/runtime/time_source.h"
+#include "weft/runtime/shutdown.h"
 #include "weft/runtime/worker.h"
 
 namespace weft::control {
@@ -37,7 +38,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-std::atomic<bool> g_shutdown_requested{false};
 
 struct IdentityFlags {
   std::string listen = "0.0.0.0:8080";
@@ -204,13 +204,7 @@ int runIdentity(const IdentityFlags& flags) {
     }
   }
 
-  // Signals are taken synchronously by this thread; every thread started below inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  runtime::ShutdownSignal shutdown;  // before any thread starts
 
   metrics::Registry registry;
   registry.addCollector([](std::string& out) {
@@ -232,7 +226,7 @@ int runIdentity(const IdentityFlags& flags) {
   runtime::Worker admin_worker("weft-admin");
   admin::AdminHooks hooks;
   hooks.ready = [&ctl] { return ctl.ready(); };
-  hooks.shutdown = [] { g_shutdown_requested = true; };
+  hooks.shutdown = [&shutdown] { shutdown.request(); };
   admin::useSpdlogLevel(hooks);
   admin::AdminServer admin(admin_worker.context(), registry, hooks);
   asio::ip::tcp::endpoint admin_ep(asio::ip::make_address(settings->admin_listen.host),
@@ -248,18 +242,7 @@ int runIdentity(const IdentityFlags& flags) {
   spdlog::info("weft-controller identity ready: gRPC (TLS) on {} as {}, admin on {}",
                settings->controller.listen, ctl.servingName(), settings->admin_listen.toString());
 
-  const timespec tick{0, 100'000'000};
-  for (;;) {
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig > 0) {
-      spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      break;
-    }
-    if (g_shutdown_requested) {
-      spdlog::info("shutdown requested on the admin port");
-      break;
-    }
-  }
+  spdlog::info("shutting down on {}", shutdown.wait());
   // Certify is short: a few seconds let the calls in flight answer.
   ctl.shutdown(std::chrono::seconds(5));
   admin.stop();
@@ -322,13 +305,7 @@ int runDestination(const DestinationFlags& flags) {
   if (!settings) return exit_code;
   setUpLogging("weft-destination", settings->log_level);
 
-  // Signals are taken synchronously by this thread; every thread started below inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  runtime::ShutdownSignal shutdown;  // before any thread starts
 
   metrics::Registry registry;
   registry.addCollector([](std::string& out) {
@@ -353,7 +330,7 @@ int runDestination(const DestinationFlags& flags) {
   runtime::Worker admin_worker("weft-admin");
   admin::AdminHooks hooks;
   hooks.ready = [&ctl] { return ctl.ready(); };
-  hooks.shutdown = [] { g_shutdown_requested = true; };
+  hooks.shutdown = [&shutdown] { shutdown.request(); };
   admin::useSpdlogLevel(hooks);
   admin::AdminServer admin(admin_worker.context(), registry, hooks);
   asio::ip::tcp::endpoint admin_ep(asio::ip::make_address(settings->admin_listen.host),
@@ -370,18 +347,7 @@ int runDestination(const DestinationFlags& flags) {
       "weft-controller destination ready: gRPC (plaintext) on {}, registry {}, admin on {}",
       settings->controller.listen, source.registryDir(), settings->admin_listen.toString());
 
-  const timespec tick{0, 100'000'000};
-  for (;;) {
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig > 0) {
-      spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      break;
-    }
-    if (g_shutdown_requested) {
-      spdlog::info("shutdown requested on the admin port");
-      break;
-    }
-  }
+  spdlog::info("shutting down on {}", shutdown.wait());
   // Streams are endless: they are told to end, and get a moment to flush.
   ctl.shutdown(std::chrono::seconds(1));
   source.stop();

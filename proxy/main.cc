@@ -15,6 +15,7 @@
 #include "proxy/proxy_metrics.h"
 #include "proxy/tcp/stack.h"
 #include "weft/common/assert.h"
+#include "weft/runtime/shutdown.h"
 #include "weft/runtime/worker.h"
 #include "weft/tls/context.h"
 
@@ -26,8 +27,6 @@ namespace weft::proxy {
 namespace {
 
 constexpr int kExitConfig = 64;  // EX_USAGE: bad configuration, said once at start-up
-
-std::atomic<bool> g_shutdown_requested{false};
 
 std::vector<std::string> environNames() {
   std::vector<std::string> names;
@@ -92,13 +91,7 @@ int run() {
                  "destination");
   }
 
-  // Signals are taken synchronously by this thread; every thread started below inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  runtime::ShutdownSignal shutdown;  // before any thread starts
 
   metrics::Registry registry;
   ProxyMetrics metrics(registry);
@@ -164,7 +157,7 @@ int run() {
     return ready.load() && !draining.load() &&
            (!identity || (identity->ready() && snapshots_pending.load() == 0));
   };
-  hooks.shutdown = [] { g_shutdown_requested = true; };
+  hooks.shutdown = [&shutdown] { shutdown.request(); };
   admin::useSpdlogLevel(hooks);
   admin::AdminServer admin(admin_worker.context(), registry, hooks);
   auto admin_ep = listenEndpoints(cfg.admin_listen, false).front();
@@ -185,16 +178,7 @@ int run() {
                cfg.admin_listen.toString(), cfg.cores,
                identity ? "; ready once the identity service has issued a certificate" : "");
 
-  // Wait for SIGTERM/SIGINT or POST /shutdown.
-  const timespec tick{0, 100'000'000};
-  for (;;) {
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig > 0) {
-      spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      break;
-    }
-    if (g_shutdown_requested) break;
-  }
+  spdlog::info("shutting down on {}", shutdown.wait());
 
   // Graceful shutdown: stop accepting, let open connections finish, give up after the grace
   // period. A second signal ends the wait at once.
@@ -208,7 +192,7 @@ int run() {
                  config::formatDuration(cfg.shutdown_grace_period));
   }
   while (active() > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+    if (shutdown.anotherSignalWithin(std::chrono::milliseconds(100))) {
       spdlog::warn("second signal: not waiting for {} connection(s)", active());
       break;
     }
