@@ -114,6 +114,17 @@ struct IdentitySettings {
 };
 
 // Checks every flag's value; nullopt after printing the usage error.
+// Flag checks shared by every subcommand; each returns why the value is refused, if it is.
+std::optional<std::string> namespaceProblem(const std::string& ns) {
+  if (weft::identity::isValidIdentityName(ns) && ns.find('.') == std::string::npos) return std::nullopt;
+  return "\"" + ns + "\" is not a Kubernetes namespace name (a DNS label)";
+}
+
+std::optional<std::string> logLevelProblem(const std::string& level) {
+  if (spdlog::level::from_str(level) != spdlog::level::off || level == "off") return std::nullopt;
+  return "\"" + level + "\" is not trace, debug, info, warn, error or off";
+}
+
 std::optional<IdentitySettings> checkIdentityFlags(const IdentityFlags& f, int& exit_code) {
   const std::string cmd = "identity";
   auto bad = [&](const std::string& flag, const std::string& why) {
@@ -156,18 +167,12 @@ std::optional<IdentitySettings> checkIdentityFlags(const IdentityFlags& f, int& 
   if (!weft::identity::isValidIdentityName(f.trust_domain)) {
     return bad("--trust-domain", "\"" + f.trust_domain + "\" is not a lowercase DNS name");
   }
-  if (!weft::identity::isValidIdentityName(f.control_plane_ns) ||
-      f.control_plane_ns.find('.') != std::string::npos) {
-    return bad("--control-plane-namespace",
-               "\"" + f.control_plane_ns + "\" is not a Kubernetes namespace name (a DNS label)");
-  }
+  if (auto why = namespaceProblem(f.control_plane_ns)) return bad("--control-plane-namespace", *why);
   s.controller.service.trust_domain = f.trust_domain;
   s.controller.service.control_plane_ns = f.control_plane_ns;
 
   s.log_level = spdlog::level::from_str(f.log);
-  if (s.log_level == spdlog::level::off && f.log != "off") {
-    return bad("--log", "\"" + f.log + "\" is not trace, debug, info, warn, error or off");
-  }
+  if (auto why = logLevelProblem(f.log)) return bad("--log", *why);
   return s;
 }
 
@@ -284,18 +289,12 @@ std::optional<DestinationSettings> checkDestinationFlags(const DestinationFlags&
       return bad(flag, "\"" + *value + "\" is not a lowercase DNS name");
     }
   }
-  if (!weft::identity::isValidIdentityName(f.control_plane_ns) ||
-      f.control_plane_ns.find('.') != std::string::npos) {
-    return bad("--control-plane-namespace",
-               "\"" + f.control_plane_ns + "\" is not a Kubernetes namespace name (a DNS label)");
-  }
+  if (auto why = namespaceProblem(f.control_plane_ns)) return bad("--control-plane-namespace", *why);
   s.controller.service.cluster_domain = f.cluster_domain;
   s.controller.service.trust_domain = f.trust_domain;
   s.controller.service.control_plane_ns = f.control_plane_ns;
   s.log_level = spdlog::level::from_str(f.log);
-  if (s.log_level == spdlog::level::off && f.log != "off") {
-    return bad("--log", "\"" + f.log + "\" is not trace, debug, info, warn, error or off");
-  }
+  if (auto why = logLevelProblem(f.log)) return bad("--log", *why);
   return s;
 }
 
