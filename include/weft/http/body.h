@@ -1,0 +1,88 @@
+// Body: one direction of a message body (data, then optional trailers, then end), flowing from
+// the side that receives it to the side that sends it, with backpressure.
+//
+// Single-threaded: both ends run on the worker that owns the exchange (docs/dev/threading.md).
+// Shared by the producer and the consumer through shared_ptr; either may go away first.
+//
+// Producer: push() data (never blocks: it appends), then finish(trailers) or abort(error). Before
+// pushing more it should co_await waitWritable(), which returns once fewer than `high_water` bytes
+// are buffered (or the consumer is gone). An HTTP/2 producer cannot wait inside nghttp2's
+// callbacks; it pushes what the peer sent (bounded by the flow-control window it advertises) and
+// returns the window with the bytes reported to `on_consumed`.
+//
+// Consumer: co_await read() until it returns kEnd or kAbort.
+#pragma once
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/steady_timer.hpp>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "weft/http/message.h"
+
+namespace weft::http {
+
+class Body {
+ public:
+  // The body's fate, as the consumer sees it.
+  enum class Kind { kData, kEnd, kAbort };
+  struct Chunk {
+    Kind kind = Kind::kData;
+    std::string data;   // kData: every byte buffered since the last read (never empty)
+    Fields trailers;    // kEnd: trailers, possibly empty
+    std::string error;  // kAbort: why (snake_case, e.g. "stream_reset", "upstream_io")
+  };
+
+  explicit Body(const asio::any_io_executor& ex, std::size_t high_water = 64 * 1024);
+  // A body that is already complete and empty (no data, no trailers).
+  static std::shared_ptr<Body> empty(const asio::any_io_executor& ex);
+  ~Body();
+  Body(const Body&) = delete;
+  Body& operator=(const Body&) = delete;
+
+  // --- producer ---
+  void push(std::string_view data);
+  void finish(Fields trailers = {});
+  void abort(std::string error);
+  // Until buffered bytes < high_water, or the consumer has gone (then returns false).
+  asio::awaitable<bool> waitWritable();
+  [[nodiscard]] std::size_t buffered() const { return buffered_.size(); }
+  // Called with the byte count each time the consumer takes data (HTTP/2 window updates).
+  std::function<void(std::size_t)> on_consumed;
+
+  // --- consumer ---
+  asio::awaitable<Chunk> read();
+  // The consumer will read no more (its peer went away): wakes the producer, drops buffered data,
+  // and calls on_cancel once (an HTTP/2 producer resets its stream).
+  void cancel();
+  std::function<void()> on_cancel;
+
+  // Called once, when the consumer takes the final chunk (kEnd or kAbort) or cancels: how the
+  // body ended, its trailers (kEnd) or the reason (kAbort; "cancelled" after cancel()). The
+  // proxy's metrics use it (grpc-status in trailers, streams reset mid-body).
+  std::function<void(Kind, const Fields& trailers, std::string_view error)> on_done;
+
+  [[nodiscard]] bool finished() const { return state_ != State::kOpen; }
+  [[nodiscard]] bool cancelled() const { return cancelled_; }
+  [[nodiscard]] uint64_t bytesPushed() const { return pushed_; }
+
+ private:
+  enum class State { kOpen, kEnded, kAborted };
+  void wakeReader();
+  void wakeWriter();
+
+  asio::steady_timer reader_wait_;
+  asio::steady_timer writer_wait_;
+  std::size_t high_water_;
+  std::string buffered_;
+  Fields trailers_;
+  std::string error_;
+  State state_ = State::kOpen;
+  bool delivered_end_ = false;
+  bool cancelled_ = false;
+  uint64_t pushed_ = 0;
+};
+
+}  // namespace weft::http
