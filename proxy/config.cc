@@ -14,7 +14,7 @@ constexpr std::string_view kDefaultOpaquePorts = "25,587,3306,4444,5432,6379,930
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
 
 // Every variable we read; anything else starting with WEFT_PROXY_ is reported as unknown.
-constexpr std::array<std::string_view, 28> kKnown = {
+constexpr std::array<std::string_view, 35> kKnown = {
     "WEFT_PROXY_IDENTITY_SVC_ADDR", "WEFT_PROXY_IDENTITY_SVC_NAME",
     "WEFT_PROXY_IDENTITY_LOCAL_NAME", "WEFT_PROXY_IDENTITY_TRUST_ANCHORS",
     "WEFT_PROXY_IDENTITY_TRUST_ANCHORS_FILE", "WEFT_PROXY_IDENTITY_TOKEN_FILE",
@@ -29,7 +29,10 @@ constexpr std::array<std::string_view, 28> kKnown = {
     "WEFT_PROXY_LOG",                 "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD",
     "WEFT_PROXY_BUFFER_SIZE",         "WEFT_PROXY_IDENTITY_DISABLED",
     "WEFT_PROXY_DESTINATION_ADDR",    "WEFT_PROXY_TLS_HANDSHAKE_TIMEOUT",
-    "WEFT_PROXY_DESTINATION_DISABLED"};
+    "WEFT_PROXY_DESTINATION_DISABLED", "WEFT_PROXY_DESTINATION_STATIC_ENDPOINTS",
+    "WEFT_PROXY_HTTP_MAX_REQUEST_LINE", "WEFT_PROXY_HTTP_MAX_HEADER_BYTES",
+    "WEFT_PROXY_HTTP_MAX_HEADERS",     "WEFT_PROXY_HTTP_HEAD_TIMEOUT",
+    "WEFT_PROXY_INBOUND_REQUEST_TIMEOUT", "WEFT_PROXY_OUTBOUND_REQUEST_TIMEOUT"};
 
 Error named(std::string_view var, const Error& e) {
   return Error::internal("invalid_config", std::string(var) + ": " + e.context);
@@ -80,11 +83,15 @@ Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::str
                           Dur{"WEFT_PROXY_SHUTDOWN_GRACE_PERIOD", &c.shutdown_grace_period},
                           Dur{"WEFT_PROXY_IDENTITY_MIN_REFRESH", &c.identity_min_refresh},
                           Dur{"WEFT_PROXY_IDENTITY_MAX_REFRESH", &c.identity_max_refresh},
-                          Dur{"WEFT_PROXY_TLS_HANDSHAKE_TIMEOUT", &c.tls_handshake_timeout}}) {
+                          Dur{"WEFT_PROXY_TLS_HANDSHAKE_TIMEOUT", &c.tls_handshake_timeout},
+                          Dur{"WEFT_PROXY_HTTP_HEAD_TIMEOUT", &c.http_head_timeout},
+                          Dur{"WEFT_PROXY_INBOUND_REQUEST_TIMEOUT", &c.inbound_request_timeout},
+                          Dur{"WEFT_PROXY_OUTBOUND_REQUEST_TIMEOUT", &c.outbound_request_timeout}}) {
     if (auto v = get(var)) {
       auto d = config::parseDuration(*v);
       if (!d) return named(var, d.error());
-      if (d->count() == 0 && var != "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD") {
+      if (d->count() == 0 && var != "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD" &&
+          var.find("REQUEST_TIMEOUT") == std::string_view::npos) {
         return Error::internal("invalid_config", std::string(var) + ": must be greater than 0");
       }
       *out = *d;
@@ -115,6 +122,24 @@ Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::str
     }
     c.buffer_size = static_cast<std::size_t>(n);
   }
+  struct Limit {
+    std::string_view var;
+    std::size_t* out;
+    long lo;
+    long hi;
+  };
+  for (auto [var, out, lo, hi] : {Limit{"WEFT_PROXY_HTTP_MAX_REQUEST_LINE", &c.http_max_request_line, 64, 1 << 20},
+                                  Limit{"WEFT_PROXY_HTTP_MAX_HEADER_BYTES", &c.http_max_header_bytes, 256, 1 << 24},
+                                  Limit{"WEFT_PROXY_HTTP_MAX_HEADERS", &c.http_max_headers, 8, 10000}}) {
+    if (auto v = get(var)) {
+      long n = 0;
+      if (!parseInt(*v, lo, hi, &n)) {
+        return Error::internal("invalid_config", std::string(var) + ": \"" + *v + "\" is not a number from " +
+                                                     std::to_string(lo) + " to " + std::to_string(hi));
+      }
+      *out = static_cast<std::size_t>(n);
+    }
+  }
   if (auto v = get("WEFT_PROXY_LOG")) {
     if (std::find(kLogLevels.begin(), kLogLevels.end(), *v) == kLogLevels.end()) {
       return Error::internal("invalid_config",
@@ -133,6 +158,7 @@ Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::str
   }
   if (auto v = get("WEFT_PROXY_DESTINATION_ADDR")) c.destination_addr = *v;
   if (auto v = get("WEFT_PROXY_DESTINATION_STATIC_IDENTITIES")) c.static_identities = *v;
+  if (auto v = get("WEFT_PROXY_DESTINATION_STATIC_ENDPOINTS")) c.static_endpoints = *v;
 
   if (!c.identity_disabled) {
     auto required = [&](std::string_view var, std::string* out) -> Status {

@@ -51,6 +51,17 @@ struct ProxyConfig {
   // The static resolver's meshed endpoints: "IP[:PORT]=identity,...".
   std::string static_identities;
 
+  // The static resolver's load-balanced services: "ADDR:PORT=EP,EP;..." (validated at start).
+  std::string static_endpoints;
+  // HTTP limits: request line (414), field section bytes and count (431).
+  std::size_t http_max_request_line = 8 * 1024;
+  std::size_t http_max_header_bytes = 64 * 1024;
+  std::size_t http_max_headers = 100;
+  std::chrono::milliseconds http_head_timeout{std::chrono::seconds(10)};
+  // Request head -> response head; 0 = unbounded (then no 504 for slow responses).
+  std::chrono::milliseconds inbound_request_timeout{0};
+  std::chrono::milliseconds outbound_request_timeout{0};
+
   std::string destination_addr;  // empty: forward to the original destination
 };
 

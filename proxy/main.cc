@@ -11,6 +11,7 @@
 
 #include "weft/admin/server.h"
 #include "proxy/config.h"
+#include "proxy/http/http_proxy.h"
 #include "proxy/identity/client.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/tcp/stack.h"
@@ -43,7 +44,8 @@ std::optional<asio::ip::tcp::endpoint> toEndpoint(const std::optional<config::Ho
 }
 
 StackSettings stackSettings(const ProxyConfig& c, Direction d,
-                            std::shared_ptr<const MeshedEndpoints> meshed) {
+                            std::shared_ptr<const MeshedEndpoints> meshed,
+                            std::shared_ptr<const StaticEndpoints> endpoints) {
   StackSettings s;
   s.direction = d;
   const bool in = d == Direction::kInbound;
@@ -59,6 +61,12 @@ StackSettings stackSettings(const ProxyConfig& c, Direction d,
   s.tls_handshake_timeout = c.tls_handshake_timeout;
   s.meshed = std::move(meshed);
   s.mesh_port = c.inbound_listen.port;  // peers are assumed to use the same inbound port
+  s.http1_limits.max_start_line = c.http_max_request_line;
+  s.http1_limits.max_header_bytes = c.http_max_header_bytes;
+  s.http1_limits.max_headers = c.http_max_headers;
+  s.http_head_timeout = c.http_head_timeout;
+  s.request_timeout = in ? c.inbound_request_timeout : c.outbound_request_timeout;
+  if (!in) s.endpoints = std::move(endpoints);
   return s;
 }
 
@@ -86,6 +94,13 @@ int run() {
     return kExitConfig;
   }
   auto meshed_ptr = std::make_shared<const MeshedEndpoints>(std::move(meshed).value());
+  auto endpoints = StaticEndpoints::parse(cfg.static_endpoints);
+  if (!endpoints) {
+    std::fprintf(stderr, "weft-proxy: invalid configuration: WEFT_PROXY_DESTINATION_STATIC_ENDPOINTS: %s\n",
+                 endpoints.error().context.c_str());
+    return kExitConfig;
+  }
+  auto endpoints_ptr = std::make_shared<const StaticEndpoints>(std::move(endpoints).value());
   if (cfg.destination_addr.empty()) {
     spdlog::info("no destination service configured: forwarding to each connection's original "
                  "destination");
@@ -104,8 +119,8 @@ int run() {
   });
   registry.addCollector(metrics::renderProcessMetrics);
 
-  TcpStack inbound(stackSettings(cfg, Direction::kInbound, meshed_ptr), metrics);
-  TcpStack outbound(stackSettings(cfg, Direction::kOutbound, meshed_ptr), metrics);
+  TcpStack inbound(stackSettings(cfg, Direction::kInbound, meshed_ptr, endpoints_ptr), metrics);
+  TcpStack outbound(stackSettings(cfg, Direction::kOutbound, meshed_ptr, endpoints_ptr), metrics);
 
   std::vector<std::unique_ptr<runtime::Worker>> workers;
   for (int i = 0; i < cfg.cores; ++i) {

@@ -18,6 +18,16 @@ ProxyMetrics::ProxyMetrics(metrics::Registry& r)
       inbound_tcp_errors_total(
           r.counter("inbound_tcp_errors_total", "Inbound connections the proxy failed, by error")),
       outbound_tcp_errors_total(r.counter("outbound_tcp_errors_total",
-                                          "Outbound connections the proxy failed, by error")) {}
+                                          "Outbound connections the proxy failed, by error")),
+      request_total(r.counter("request_total", "Total count of HTTP requests")),
+      response_total(r.counter("response_total", "Total count of HTTP responses")),
+      response_latency_ms(r.histogram("response_latency_ms",
+                                      "Elapsed times between a request's headers being received "
+                                      "and its response's headers being sent, in milliseconds",
+                                      metrics::latencyBucketsMs())),
+      inbound_http_errors_total(r.counter("inbound_http_errors_total",
+                                          "Inbound HTTP failures the proxy handled, by error")),
+      outbound_http_errors_total(r.counter("outbound_http_errors_total",
+                                           "Outbound HTTP failures the proxy handled, by error")) {}
 
 }  // namespace weft::proxy

@@ -20,6 +20,12 @@ struct ProxyMetrics {
   // Every failure the proxy handles, by `error` (docs/dev/errors.md lists them).
   metrics::Family<metrics::Counter>& inbound_tcp_errors_total;
   metrics::Family<metrics::Counter>& outbound_tcp_errors_total;
+  // HTTP golden metrics (Linkerd's names and labels).
+  metrics::Family<metrics::Counter>& request_total;
+  metrics::Family<metrics::Counter>& response_total;
+  metrics::Family<metrics::Histogram>& response_latency_ms;
+  metrics::Family<metrics::Counter>& inbound_http_errors_total;
+  metrics::Family<metrics::Counter>& outbound_http_errors_total;
 };
 
 }  // namespace weft::proxy

@@ -54,29 +54,30 @@ asio::awaitable<bool> Body::waitWritable() {
   co_return !cancelled_;
 }
 
+std::optional<Body::Chunk> Body::tryRead() {
+  if (!buffered_.empty()) {
+    Chunk c;
+    c.data.swap(buffered_);
+    wakeWriter();
+    if (on_consumed) on_consumed(c.data.size());
+    return c;
+  }
+  if (cancelled_) return Chunk{Kind::kAbort, {}, {}, "cancelled"};
+  if (state_ == State::kOpen) return std::nullopt;
+  Chunk c;
+  c.kind = state_ == State::kEnded ? Kind::kEnd : Kind::kAbort;
+  c.trailers = trailers_;
+  c.error = error_;
+  if (!delivered_end_) {
+    delivered_end_ = true;
+    if (on_done) on_done(c.kind, c.trailers, c.error);
+  }
+  return c;
+}
+
 asio::awaitable<Body::Chunk> Body::read() {
   for (;;) {
-    if (!buffered_.empty()) {
-      Chunk c;
-      c.data.swap(buffered_);
-      wakeWriter();
-      if (on_consumed) on_consumed(c.data.size());
-      co_return c;
-    }
-    if (cancelled_) {
-      co_return Chunk{Kind::kAbort, {}, {}, "cancelled"};
-    }
-    if (state_ == State::kEnded || state_ == State::kAborted) {
-      Chunk c;
-      c.kind = state_ == State::kEnded ? Kind::kEnd : Kind::kAbort;
-      c.trailers = trailers_;
-      c.error = error_;
-      if (!delivered_end_) {
-        delivered_end_ = true;
-        if (on_done) on_done(c.kind, c.trailers, c.error);
-      }
-      co_return c;
-    }
+    if (auto c = tryRead()) co_return std::move(*c);
     reader_wait_.expires_at(asio::steady_timer::time_point::max());
     co_await reader_wait_.async_wait(kAwait);
   }

@@ -16,7 +16,9 @@
 #include <unistd.h>
 #include <unordered_map>
 
+#include "proxy/http/http_proxy.h"
 #include "weft/detect/detect.h"
+#include "weft/http/stream.h"
 #include "weft/net/socket.h"
 #include "weft/tls/context.h"
 #include "weft/tls/tls_socket.h"
@@ -27,6 +29,12 @@ namespace weft::proxy {
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+std::string addrString(const tcp::endpoint& ep) {
+  auto ip = net::unmapped(ep.address());
+  return ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(ep.port())
+                    : ip.to_string() + ":" + std::to_string(ep.port());
+}
+
 namespace {
 
 // Every awaited operation returns its error as a value: nothing on the data path throws.
@@ -36,14 +44,6 @@ constexpr std::array kDetectReasons = {"detected", "timeout", "client_eof", "opa
 enum DetectReason { kDetected, kTimeout, kClientEof, kOpaquePort, kLimit };
 constexpr std::size_t kProtocols = 4;
 
-std::string addrString(const tcp::endpoint& ep) {
-  auto ip = net::unmapped(ep.address());
-  return ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(ep.port())
-                    : ip.to_string() + ":" + std::to_string(ep.port());
-}
-
-// The `tls` label and its companion (client_id, server_id or no_tls_reason) of a connection.
-using TlsLabels = std::vector<std::pair<std::string, std::string>>;
 
 // The series of one peer of one target. Resolved once per target per worker (see TargetCache),
 // so opening a connection costs no label formatting and no lock.
@@ -90,7 +90,14 @@ metrics::Labels peerLabels(const StackSettings& s, std::string_view peer, const 
 // their series (SPEC: series idle for 10 minutes are dropped).
 class TcpStack::TargetCache {
  public:
-  TargetCache(const StackSettings& s, ProxyMetrics& m) : settings_(s), metrics_(m) {}
+  TargetCache(const StackSettings& s, ProxyMetrics& m, asio::any_io_executor ex)
+      : settings_(s), metrics_(m), ex_(std::move(ex)) {}
+
+  // This worker's HTTP layer for this stack (pools, balancer state), made on first use.
+  HttpProxy& http() {
+    if (!http_) http_ = std::make_unique<HttpProxy>(settings_, metrics_, ex_);
+    return *http_;
+  }
 
   std::shared_ptr<TargetSeries> get(const tcp::endpoint& target, const TlsLabels& tls) {
     const auto now = Clock::now();
@@ -151,6 +158,8 @@ class TcpStack::TargetCache {
 
   const StackSettings& settings_;
   ProxyMetrics& metrics_;
+  asio::any_io_executor ex_;
+  std::unique_ptr<HttpProxy> http_;
   std::unordered_map<std::string, std::shared_ptr<TargetSeries>> entries_;
   // Ports are few and detection series are tiny: kept for the process's life.
   std::unordered_map<uint16_t, DetectSeries> detect_;
@@ -433,9 +442,9 @@ asio::awaitable<DetectOutcome> detectProtocol(Connection& c, Prefix& prefix, uin
 }
 
 // Inbound: terminates mesh TLS addressed to us and reads the transport header, which names the
-// port the client proxy's application dialled. Returns that port, or 0 after counting and
-// resetting a refused connection.
-asio::awaitable<uint16_t> acceptMeshTls(Connection& c, Prefix& prefix, TlsLabels& tls_labels) {
+// port the client proxy's application dialled (and whether HTTP/2 between proxies follows).
+// Returns nullopt after counting and resetting a refused connection.
+asio::awaitable<std::optional<tls::TransportHeader>> acceptMeshTls(Connection& c, Prefix& prefix, TlsLabels& tls_labels) {
   const StackSettings& s = c.settings_;
   c.client_tls_ = std::make_unique<tls::TlsSocket>(c.client_, c.snapshot_->server(),
                                                    tls::TlsSocket::Role::kServer,
@@ -459,16 +468,16 @@ asio::awaitable<uint16_t> acceptMeshTls(Connection& c, Prefix& prefix, TlsLabels
     countError(s, c.metrics_, "tls_" + reason);
     spdlog::debug("inbound: refused mesh TLS: {}", hs.error().message());
     net::setResetOnClose(c.client_);
-    co_return 0;
+    co_return std::nullopt;
   }
-  auto port = tls::parseTransportHeader(header);
-  if (!port) {
+  auto parsed = tls::parseTransportHeader(header);
+  if (!parsed) {
     countError(s, c.metrics_, "bad_transport_header");
     net::setResetOnClose(c.client_);
-    co_return 0;
+    co_return std::nullopt;
   }
   tls_labels = {{"tls", "true"}, {"client_id", tls::peerIdentity(c.client_tls_->ssl())}};
-  co_return *port;
+  co_return parsed;
 }
 
 asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
@@ -526,6 +535,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
   // 3. Mesh TLS: who the peer is, and whether we terminate or originate it.
   TlsLabels tls_labels;
   const std::string* server_id = nullptr;
+  bool mesh_h2 = false;  // inbound: a peer proxy's HTTP/2 follows the transport header
   std::size_t prefix_seen = prefix.len;  // bytes read from the client so far (for metrics)
   if (!s.identity_enabled) {
     tls_labels = {{"tls", "disabled"}};
@@ -543,9 +553,10 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
         co_return;
       }
       if (mesh_tls) {
-        uint16_t port = co_await acceptMeshTls(*c, prefix, tls_labels);
-        if (port == 0) co_return;
-        target.port(port);
+        auto header = co_await acceptMeshTls(*c, prefix, tls_labels);
+        if (!header) co_return;
+        target.port(header->port);
+        mesh_h2 = header->h2();
         prefix_seen = 0;  // those bytes were TLS, counted as the connection's own traffic
         if (isLoop(s, target, c->client_)) {
           countError(s, c->metrics_, "loop");
@@ -572,6 +583,26 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
   TargetSeries& series = *c->series_;
   c->opened(series.src, c->src_open_);
   if (prefix_seen > 0) series.src.read->inc(prefix_seen);
+
+  // HTTP: handled per request (docs/dev/http.md). Opaque TCP and foreign TLS go on below.
+  const bool http_detected = (detected.protocol == detect::Protocol::kHttp1 ||
+                              detected.protocol == detect::Protocol::kHttp2) &&
+                             !c->client_tls_;
+  if (mesh_h2 || http_detected) {
+    std::string pre(reinterpret_cast<const char*>(prefix.data.get()), prefix.len);
+    prefix.data.reset();
+    HttpConnInfo info{target, tls_labels, mesh_h2 || detected.protocol == detect::Protocol::kHttp2, mesh_h2};
+    std::unique_ptr<http::ByteStream> raw;
+    if (c->client_tls_) {
+      raw = std::make_unique<http::TlsStream>(*c->client_tls_);
+    } else {
+      raw = std::make_unique<http::PlainStream>(c->client_);
+    }
+    auto counted = makeCountingStream(*raw, series.src.read, series.src.write);
+    HttpProxy& proxy = c->cache_.http();
+    co_await proxy.serve(*counted, std::move(pre), std::move(info));
+    co_return;
+  }
 
   // 4. Connect, bounded by the connect timeout. A meshed endpoint is dialled on its proxy's
   // inbound port; the transport header carries the application's port.
@@ -741,7 +772,7 @@ Status TcpStack::bind(asio::io_context& worker) {
                                                   " listener " + st.error().context);
     }
   }
-  auto cache = std::make_shared<TargetCache>(settings_, metrics_);
+  auto cache = std::make_shared<TargetCache>(settings_, metrics_, worker.get_executor());
   for (std::size_t i = 0; i < settings_.listen.size(); ++i) {
     const auto& ep = settings_.listen[i];
     auto a = std::make_shared<Acceptor>(worker, cache);

@@ -19,11 +19,21 @@
 
 #include "proxy/proxy_metrics.h"
 #include "weft/config/values.h"
+#include "weft/http1/codec.h"
 
 namespace weft::proxy {
 
 enum class Direction { kInbound, kOutbound };
 std::string_view directionName(Direction d);
+
+// "IP:PORT" ("[IP]:PORT" for IPv6), IPv4-mapped addresses shown as IPv4: the target_addr label.
+std::string addrString(const asio::ip::tcp::endpoint& ep);
+
+// The `tls` label and its companion (client_id, server_id or no_tls_reason) of a connection.
+using TlsLabels = std::vector<std::pair<std::string, std::string>>;
+
+class StaticEndpoints;
+class HttpProxy;
 
 // Which endpoints are Weft proxies, and with what identity: "IP=identity" applies to every port
 // of that IP, "IP:PORT=identity" to one port (it wins). The static resolver behind
@@ -59,6 +69,18 @@ struct StackSettings {
   // header naming the application's port (so opaque ports need no detection on the far side).
   // Inbound: the port of our own inbound listener, where only mesh TLS is accepted.
   uint16_t mesh_port = 4143;
+
+  // HTTP (docs/dev/http.md).
+  http1::Limits http1_limits;
+  std::chrono::milliseconds http_head_timeout{10'000};
+  // Time from a request's head to its response's head; 0 = unbounded. Past it: 504.
+  std::chrono::milliseconds request_timeout{0};
+  // Outbound: load-balanced services (static resolver until discovery).
+  std::shared_ptr<const StaticEndpoints> endpoints;
+  std::size_t max_connections_per_endpoint = 10'000;
+  // Peak-EWMA (SPEC §2): the latency assumed for an endpoint not yet measured, and the decay.
+  std::chrono::milliseconds ewma_default_rtt{30};
+  std::chrono::milliseconds ewma_decay{10'000};
 };
 
 class TcpStack {

@@ -18,6 +18,7 @@
 #include <asio/steady_timer.hpp>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "weft/http/message.h"
@@ -54,6 +55,9 @@ class Body {
 
   // --- consumer ---
   asio::awaitable<Chunk> read();
+  // read() without waiting: the next chunk if one is available now, else nullopt. Lets a writer
+  // coalesce a head with a body that is already complete (one write, one syscall).
+  std::optional<Chunk> tryRead();
   // The consumer will read no more (its peer went away): wakes the producer, drops buffered data,
   // and calls on_cancel once (an HTTP/2 producer resets its stream).
   void cancel();

@@ -62,7 +62,14 @@ TEST(Wire, RefusesTruncatedAndMalformedInput) {
 
 TEST(TransportHeader, RoundTripsAndRefusesAnythingElse) {
   auto h = tls::makeTransportHeader(7025);
-  EXPECT_EQ(tls::parseTransportHeader(h), 7025);
+  EXPECT_EQ(tls::parseTransportHeader(h), (tls::TransportHeader{7025, 0}));
+  auto h2 = tls::makeTransportHeader(8080, tls::kTransportH2);
+  ASSERT_TRUE(tls::parseTransportHeader(h2).has_value());
+  EXPECT_TRUE(tls::parseTransportHeader(h2)->h2());
+  EXPECT_EQ(tls::parseTransportHeader(h2)->port, 8080);
+  auto unknown_flag = h;
+  unknown_flag[5] = 2;
+  EXPECT_FALSE(tls::parseTransportHeader(unknown_flag).has_value());
   auto bad = h;
   bad[0] = 'X';
   EXPECT_FALSE(tls::parseTransportHeader(bad).has_value());

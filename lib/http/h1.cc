@@ -1,0 +1,768 @@
+// HTTP/1.x sides (contract: include/weft/http/h1.h). The byte-level strictness lives in the codec
+// (lib/http1); this file drives it over sockets and maps heads to and from message.h.
+#include "weft/http/h1.h"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+#include "lib/http/event.h"
+
+namespace weft::http {
+
+namespace {
+
+constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr std::size_t kReadSize = 16 * 1024;
+
+// Fields that describe one hop, never forwarded (RFC 9110 §7.6.1); HTTP/2 forbids them.
+bool isHopByHop(std::string_view name) {
+  return iequals(name, "connection") || iequals(name, "keep-alive") ||
+         iequals(name, "proxy-connection") || iequals(name, "te") ||
+         iequals(name, "transfer-encoding") || iequals(name, "upgrade") ||
+         iequals(name, "http2-settings");
+}
+
+// Names listed in Connection are hop-by-hop too.
+std::vector<std::string> connectionTokens(const http1::Headers& h) {
+  std::vector<std::string> out;
+  for (const auto& f : h.all()) {
+    if (!iequals(f.name, "connection")) continue;
+    std::string_view v = f.value;
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      auto t = v.substr(0, comma);
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      if (!t.empty()) out.emplace_back(t);
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+Fields endToEnd(http1::Headers& h) {
+  auto tokens = connectionTokens(h);
+  Fields out;
+  out.reserve(h.size());
+  for (const auto& f : h.all()) {
+    if (isHopByHop(f.name)) continue;
+    if (std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) { return iequals(t, f.name); })) {
+      continue;
+    }
+    out.push_back(Field{f.name, f.value});
+  }
+  return out;
+}
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+  }
+}
+
+void appendField(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void appendChunk(std::string& out, std::string_view data) {
+  char size[20];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  out.append(size, static_cast<std::size_t>(n));
+  out.append(data);
+  out.append("\r\n");
+}
+
+void appendLastChunk(std::string& out, const Fields& trailers) {
+  out.append("0\r\n");
+  for (const auto& t : trailers) appendField(out, t.name, t.value);
+  out.append("\r\n");
+}
+
+RequestHead toNeutral(http1::RequestHead& h) {
+  RequestHead r;
+  r.method = std::move(h.method);
+  r.proto = h.version == http1::Version::kHttp10 ? Proto::kHttp10 : Proto::kHttp11;
+  r.authority = std::move(h.authority);
+  switch (h.form) {
+    case http1::TargetForm::kOrigin:
+    case http1::TargetForm::kAsterisk:
+      r.path = std::move(h.target);
+      break;
+    case http1::TargetForm::kAbsolute: {
+      r.absolute_form = true;
+      auto sep = h.target.find("://");
+      r.scheme = h.target.substr(0, sep);
+      std::transform(r.scheme.begin(), r.scheme.end(), r.scheme.begin(),
+                     [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+      auto rest = std::string_view(h.target).substr(sep + 3);
+      auto slash = rest.find_first_of("/?");
+      r.path = slash == std::string_view::npos ? std::string() : std::string(rest.substr(slash));
+      break;
+    }
+    case http1::TargetForm::kAuthority:
+      break;  // CONNECT: the authority is the target
+  }
+  r.headers = endToEnd(h.headers);
+  r.chunked = h.framing.kind == http1::BodyFraming::Kind::kChunked;
+  r.expect_continue = h.expect_continue;
+  r.end_stream = h.framing.kind == http1::BodyFraming::Kind::kNone;
+  return r;
+}
+
+std::string errorResponse(int status, std::string_view kind) {
+  std::string body = std::to_string(status) + " " + std::string(reasonPhrase(status)) + ": " +
+                     std::string(kind) + "\n";
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reasonPhrase(status)) + "\r\n";
+  appendField(out, "content-type", "text/plain");
+  appendField(out, "weft-proxy-error", kind);
+  appendField(out, "content-length", std::to_string(body.size()));
+  appendField(out, "connection", "close");
+  out.append("\r\n");
+  out.append(body);
+  return out;
+}
+
+bool responseHasNoBody(std::string_view method, int status) {
+  return method == "HEAD" || (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+// One downstream connection's read side: the buffer shared by head parsing and body reading.
+// Held by shared_ptr so a body-reading coroutine can never outlive it.
+struct ServerConn {
+  ServerConn(ByteStream& s, std::string prefix) : io(s), in(std::move(prefix)) {}
+  ByteStream& io;
+  std::string in;
+  std::size_t pos = 0;
+  bool eof = false;
+  bool failed = false;
+
+  std::string_view pending() const { return std::string_view(in).substr(pos); }
+  // Reads more bytes into the buffer. Returns false at EOF or error.
+  asio::awaitable<bool> fill() {
+    if (pos > 0 && pos == in.size()) {
+      in.clear();
+      pos = 0;
+    } else if (pos > 64 * 1024 && pos * 2 > in.size()) {
+      in.erase(0, pos);
+      pos = 0;
+    }
+    const std::size_t old = in.size();
+    in.resize(old + kReadSize);
+    auto [ec, n] = co_await io.readSome(in.data() + old, kReadSize);
+    in.resize(old + n);
+    if (ec == asio::error::eof) eof = true;
+    if (ec && !eof) failed = true;
+    co_return n > 0 || !ec;
+  }
+};
+
+// Reads one request body from the connection into `body`, with backpressure. Returns whether the
+// body was read whole (the connection is then positioned at the next request).
+asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared_ptr<Body> body,
+                                      http1::BodyFraming framing) {
+  using K = http1::BodyFraming::Kind;
+  if (framing.kind == K::kContentLength) {
+    uint64_t remaining = framing.length;
+    while (remaining > 0) {
+      if (c->pending().empty()) {
+        if (!co_await body->waitWritable()) co_return false;
+        if (!co_await c->fill()) {
+          body->abort("downstream_io");
+          co_return false;
+        }
+      }
+      auto take = std::min<uint64_t>(remaining, c->pending().size());
+      body->push(c->pending().substr(0, take));
+      c->pos += take;
+      remaining -= take;
+    }
+    body->finish();
+    co_return true;
+  }
+  // Chunked.
+  http1::ChunkedDecoder decoder;
+  std::string decoded;
+  for (;;) {
+    if (c->pending().empty()) {
+      if (!co_await body->waitWritable()) co_return false;
+      if (!co_await c->fill()) {
+        body->abort("downstream_io");
+        co_return false;
+      }
+    }
+    decoded.clear();
+    auto r = decoder.feed(c->pending(), decoded);
+    c->pos += r.consumed;
+    if (!decoded.empty()) body->push(decoded);
+    if (r.state == http1::ParseState::kDone) {
+      Fields trailers;
+      for (const auto& t : decoder.trailers().all()) trailers.push_back(Field{t.name, t.value});
+      body->finish(std::move(trailers));
+      co_return true;
+    }
+    if (r.state == http1::ParseState::kError) {
+      body->abort(std::string(r.error.kind));
+      co_return false;
+    }
+  }
+}
+
+}  // namespace
+
+std::string serializeRequestHead(const RequestHead& head, bool chunked) {
+  std::string out;
+  out.reserve(256);
+  out.append(head.method);
+  out.push_back(' ');
+  if (head.method == "CONNECT") {
+    out.append(head.authority);
+  } else if (head.absolute_form) {
+    out.append(head.scheme).append("://").append(head.authority).append(head.path);
+  } else {
+    out.append(head.path.empty() ? std::string_view("/") : std::string_view(head.path));
+  }
+  out.append(head.proto == Proto::kHttp10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  bool has_host = false;
+  for (const auto& f : head.headers) {
+    if (!has_host && iequals(f.name, "host")) has_host = true;
+  }
+  // A request that arrived over HTTP/2 carries its authority as :authority: HTTP/1 needs Host,
+  // and first (RFC 9112 §3.2).
+  if (!has_host && !head.authority.empty()) appendField(out, "Host", head.authority);
+  for (const auto& f : head.headers) {
+    if (isHopByHop(f.name)) continue;
+    appendField(out, f.name, f.value);
+  }
+  if (chunked) appendField(out, "Transfer-Encoding", "chunked");
+  out.append("\r\n");
+  return out;
+}
+
+asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1Settings& settings,
+                                Handler handler, UpgradeHandler upgrade, H1Hooks hooks,
+                                std::shared_ptr<DrainSignal> drain) {
+  auto ex = co_await asio::this_coro::executor;
+  auto conn = std::make_shared<ServerConn>(stream, std::move(prefix));
+  auto report = [&](std::string_view e) {
+    if (hooks.error) hooks.error(e);
+  };
+  bool idle = true;  // between requests: a drain may close the connection at once
+  if (drain) {
+    drain->notify = [&stream, &idle] {
+      if (idle) stream.close(false);
+    };
+  }
+  struct ClearNotify {
+    std::shared_ptr<DrainSignal>& d;
+    ~ClearNotify() {
+      if (d) d->notify = nullptr;
+    }
+  } clear_notify{drain};
+
+  http1::RequestHeadParser parser(settings.limits);
+  asio::steady_timer head_timer(ex);
+  for (;;) {
+    // 1. The head. The timer bounds a started head (slow loris); an idle connection may wait.
+    parser.reset();
+    idle = conn->pending().empty();
+    bool timer_armed = false;
+    bool timed_out = false;
+    http1::FeedResult r;
+    for (;;) {
+      if (!conn->pending().empty()) {
+        idle = false;
+        if (!timer_armed) {
+          timer_armed = true;
+          head_timer.expires_after(settings.head_timeout);
+          head_timer.async_wait([&stream, &timed_out](asio::error_code ec) {
+            if (ec) return;
+            timed_out = true;
+            stream.close(false);
+          });
+        }
+        r = parser.feed(conn->pending());
+        conn->pos += r.consumed;
+        if (r.state != http1::ParseState::kNeedMore) break;
+      }
+      if (drain && drain->draining && idle) co_return okStatus();
+      if (!co_await conn->fill()) {
+        head_timer.cancel();
+        if (timed_out) {
+          report("head_timeout");
+          co_return Error::downstream("head_timeout");
+        }
+        if (conn->eof && idle) co_return okStatus();  // the client closed between requests
+        report("downstream_io");
+        co_return Error::downstream("downstream_io");
+      }
+    }
+    head_timer.cancel();
+    idle = false;
+    if (r.state == http1::ParseState::kError) {
+      report(r.error.kind);
+      auto resp = errorResponse(r.error.status, r.error.kind);
+      co_await stream.writeAll(resp.data(), resp.size());
+      stream.shutdownWrite();
+      // Give the client a moment to read the answer before the close (a reset would discard it).
+      co_return Error::downstream(std::string(r.error.kind));
+    }
+    http1::RequestHead& h1 = parser.head();
+    const bool keep_alive = h1.keep_alive;
+    const auto framing = h1.framing;
+    const bool is_upgrade = !h1.upgrade.empty() || h1.method == "CONNECT";
+    RequestHead head = toNeutral(h1);
+    if (is_upgrade) {
+      // Upgrade / CONNECT: from here on the connection is TCP (the upgrade handler writes the
+      // head on and relays both ways, including a refusal).
+      for (const auto& f : h1.headers.all()) {
+        if (iequals(f.name, "connection") || iequals(f.name, "upgrade")) head.headers.push_back(Field{f.name, f.value});
+      }
+      std::string rest(conn->pending());
+      co_await upgrade(std::move(head), stream, std::move(rest));
+      co_return okStatus();
+    }
+    const Proto client_proto = head.proto;
+    const std::string method = head.method;
+
+    // 2. The body streams while the request is forwarded.
+    Request req;
+    req.head = std::move(head);
+    std::shared_ptr<detail::Event> body_done;
+    auto body_ok = std::make_shared<bool>(true);
+    if (req.head.end_stream) {
+      req.body = Body::empty(ex);
+    } else {
+      req.body = std::make_shared<Body>(ex);
+      if (req.head.expect_continue) {
+        // Answered at once: the upstream's own 100 (if any) is absorbed by the client side.
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await stream.writeAll(kContinue.data(), kContinue.size());
+      }
+      body_done = std::make_shared<detail::Event>(ex);
+      asio::co_spawn(
+          ex,
+          [conn, body = req.body, framing, body_done, body_ok]() -> asio::awaitable<void> {
+            *body_ok = co_await readRequestBody(conn, body, framing);
+            body_done->set();
+          },
+          asio::detached);
+    }
+    std::weak_ptr<Body> req_body = req.body;
+
+    // 3. The response.
+    Response resp = co_await handler(std::move(req));
+    const bool no_body = responseHasNoBody(method, resp.head.status);
+    const bool has_length = find(resp.head.headers, "content-length").has_value();
+    bool close = !keep_alive || (drain && drain->draining);
+    bool chunked = false;
+    if (!no_body && !has_length) {
+      if (client_proto == Proto::kHttp11) {
+        chunked = true;
+      } else {
+        close = true;  // HTTP/1.0: the body runs to the close
+      }
+    }
+    std::string out;
+    out.reserve(512);
+    out.append(client_proto == Proto::kHttp10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    out.append(std::to_string(resp.head.status));
+    out.push_back(' ');
+    out.append(resp.head.reason.empty() ? reasonPhrase(resp.head.status) : std::string_view(resp.head.reason));
+    out.append("\r\n");
+    for (const auto& f : resp.head.headers) {
+      if (isHopByHop(f.name)) continue;
+      appendField(out, f.name, f.value);
+    }
+    if (chunked) appendField(out, "transfer-encoding", "chunked");
+    if (close) {
+      appendField(out, "connection", "close");
+    } else if (client_proto == Proto::kHttp10) {
+      appendField(out, "connection", "keep-alive");
+    }
+    out.append("\r\n");
+
+    bool write_failed = false;
+    bool body_aborted = false;
+    if (no_body) {
+      resp.body->cancel();
+    } else {
+      // Coalesce the head with whatever body is already here; then stream.
+      for (;;) {
+        auto chunk = resp.body->tryRead();
+        if (!chunk) {
+          if (!out.empty()) {
+            auto [ec, n] = co_await stream.writeAll(out.data(), out.size());
+            out.clear();
+            if (ec) {
+              write_failed = true;
+              break;
+            }
+          }
+          chunk = co_await resp.body->read();
+        }
+        if (chunk->kind == Body::Kind::kData) {
+          if (chunked) {
+            appendChunk(out, chunk->data);
+          } else {
+            out.append(chunk->data);
+          }
+          if (out.size() >= kReadSize) {
+            auto [ec, n] = co_await stream.writeAll(out.data(), out.size());
+            out.clear();
+            if (ec) {
+              write_failed = true;
+              break;
+            }
+          }
+          continue;
+        }
+        if (chunk->kind == Body::Kind::kEnd) {
+          if (chunked) appendLastChunk(out, chunk->trailers);
+        } else {
+          // The upstream broke mid-body: the client must not take a truncated body for a whole
+          // one, so the connection ends without the terminating chunk (and with a reset).
+          body_aborted = true;
+        }
+        break;
+      }
+      if (write_failed) resp.body->cancel();
+    }
+    if (!write_failed && !out.empty()) {
+      auto [ec, n] = co_await stream.writeAll(out.data(), out.size());
+      if (ec) write_failed = true;
+    }
+    if (write_failed) {
+      report("downstream_io");
+      stream.close(true);
+      if (body_done) co_await body_done->wait();
+      co_return Error::downstream("downstream_io");
+    }
+    if (body_aborted) {
+      report("response_body_aborted");
+      stream.close(true);
+      if (body_done) co_await body_done->wait();
+      co_return Error::upstream("response_body_aborted");
+    }
+
+    // 4. The request body must have been read whole to read the next request.
+    if (body_done) {
+      if (!body_done->isSet()) {
+        // Answered before the body was read (e.g. an early error): the rest of the body is
+        // unread, so the connection cannot carry another request.
+        if (auto b = req_body.lock()) b->cancel();
+        stream.close(false);
+        co_await body_done->wait();
+        co_return okStatus();
+      }
+      if (!*body_ok) {
+        report("request_body");
+        stream.close(true);
+        co_return Error::downstream("request_body");
+      }
+    }
+    if (close) {
+      stream.shutdownWrite();
+      co_return okStatus();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+H1Client::H1Client(std::unique_ptr<Transport> transport, const H1Settings& settings)
+    : t_(std::move(transport)), settings_(settings) {}
+
+H1Client::~H1Client() = default;
+
+void H1Client::close() {
+  broken_ = true;
+  if (t_->stream) t_->stream->close(false);
+}
+
+asio::awaitable<std::pair<asio::error_code, std::size_t>> H1Client::fill() {
+  if (pos_ > 0 && pos_ == in_.size()) {
+    in_.clear();
+    pos_ = 0;
+  } else if (pos_ > 64 * 1024 && pos_ * 2 > in_.size()) {
+    in_.erase(0, pos_);
+    pos_ = 0;
+  }
+  const std::size_t old = in_.size();
+  in_.resize(old + kReadSize);
+  auto [ec, n] = co_await t_->stream->readSome(in_.data() + old, kReadSize);
+  in_.resize(old + n);
+  co_return std::pair{ec, n};
+}
+
+asio::awaitable<Result<Response>> H1Client::send(Request req) {
+  auto self = shared_from_this();
+  auto ex = co_await asio::this_coro::executor;
+  busy_ = true;
+  retryable_ = false;
+  request_done_ = false;
+  response_done_ = false;
+  keep_alive_ = true;
+  ++watch_gen_;
+  if (watching_) {
+    // Stop the idle watch (it waits for readability on the socket).
+    watching_ = false;
+    asio::error_code ignored;
+    t_->socket.cancel(ignored);
+  }
+  const bool was_reused = exchanges_ > 0;
+  const bool has_body = !req.head.end_stream;
+  const bool chunked = has_body && !find(req.head.headers, "content-length").has_value();
+  std::string out = serializeRequestHead(req.head, chunked);
+  bool body_done = !has_body;
+  if (has_body) {
+    while (auto c = req.body->tryRead()) {
+      if (c->kind == Body::Kind::kData) {
+        if (chunked) {
+          appendChunk(out, c->data);
+        } else {
+          out.append(c->data);
+        }
+        continue;
+      }
+      if (c->kind == Body::Kind::kAbort) {
+        close();
+        co_return Error::downstream("request_body_aborted", c->error);
+      }
+      if (chunked) appendLastChunk(out, c->trailers);
+      body_done = true;
+      break;
+    }
+  }
+  auto [wec, wn] = co_await t_->stream->writeAll(out.data(), out.size());
+  if (wec) {
+    retryable_ = was_reused && !has_body;
+    close();
+    co_return Error::upstream("connection_lost", wec.message(), wec.value());
+  }
+  if (body_done) {
+    request_done_ = true;
+  } else {
+    asio::co_spawn(ex, [self, body = req.body, chunked]() { return self->writeBody(body, chunked); },
+                   asio::detached);
+  }
+
+  http1::ResponseHeadParser parser(req.head.method, settings_.limits);
+  bool got_bytes = false;
+  for (;;) {
+    if (pos_ < in_.size()) {
+      got_bytes = true;
+      auto r = parser.feed(std::string_view(in_).substr(pos_));
+      pos_ += r.consumed;
+      if (r.state == http1::ParseState::kError) {
+        close();
+        co_return Error::upstream("bad_response", std::string(r.error.kind));
+      }
+      if (r.state == http1::ParseState::kDone) {
+        auto& h = parser.head();
+        if (h.status >= 100 && h.status < 200 && h.status != 101) {
+          parser.reset();
+          continue;  // 100 Continue and friends: the final response follows
+        }
+        if (h.status == 101) {
+          close();
+          co_return Error::upstream("bad_response", "unexpected 101");
+        }
+        break;
+      }
+    }
+    auto [ec, n] = co_await fill();
+    if (n == 0 && ec) {
+      retryable_ = was_reused && !has_body && !got_bytes;
+      close();
+      co_return Error::upstream("connection_lost",
+                                ec == asio::error::eof ? "closed before responding" : ec.message(), ec.value());
+    }
+  }
+  auto& h = parser.head();
+  Response resp;
+  resp.head.status = h.status;
+  resp.head.reason = std::move(h.reason);
+  resp.head.headers = endToEnd(h.headers);
+  keep_alive_ = h.keep_alive && req.head.proto != Proto::kHttp10;
+  using K = http1::BodyFraming::Kind;
+  const auto framing = h.framing;
+  if (framing.kind == K::kNone || (framing.kind == K::kContentLength && framing.length == 0)) {
+    resp.head.end_stream = framing.kind == K::kNone;
+    resp.body = Body::empty(ex);
+    response_done_ = true;
+    exchangeDone();
+    co_return resp;
+  }
+  resp.body = std::make_shared<Body>(ex);
+  // Whatever body already arrived with the head is handed over now, so a small response is
+  // complete when send() returns (the server side then writes head and body at once).
+  if (framing.kind == K::kContentLength && in_.size() - pos_ >= framing.length) {
+    resp.body->push(std::string_view(in_).substr(pos_, framing.length));
+    pos_ += framing.length;
+    resp.body->finish();
+    response_done_ = true;
+    exchangeDone();
+    co_return resp;
+  }
+  if (framing.kind == K::kCloseDelimited) keep_alive_ = false;
+  asio::co_spawn(ex, [self, body = resp.body, framing]() { return self->readBody(body, framing); },
+                 asio::detached);
+  co_return resp;
+}
+
+asio::awaitable<void> H1Client::writeBody(std::shared_ptr<Body> body, bool chunked) {
+  auto self = shared_from_this();
+  std::string out;
+  for (;;) {
+    auto c = co_await body->read();
+    out.clear();
+    if (c.kind == Body::Kind::kAbort) {
+      // The client went away mid-body: the upstream must not take a partial body for a whole.
+      close();
+      break;
+    }
+    if (c.kind == Body::Kind::kData) {
+      if (chunked) {
+        appendChunk(out, c.data);
+      } else {
+        out = std::move(c.data);
+      }
+    } else if (chunked) {
+      appendLastChunk(out, c.trailers);
+    }
+    if (!out.empty()) {
+      auto [ec, n] = co_await t_->stream->writeAll(out.data(), out.size());
+      if (ec) {
+        close();
+        break;
+      }
+    }
+    if (c.kind == Body::Kind::kEnd) break;
+  }
+  request_done_ = true;
+  exchangeDone();
+}
+
+asio::awaitable<void> H1Client::readBody(std::shared_ptr<Body> body, http1::BodyFraming framing) {
+  auto self = shared_from_this();
+  using K = http1::BodyFraming::Kind;
+  uint64_t remaining = framing.length;
+  http1::ChunkedDecoder decoder;
+  std::string decoded;
+  for (;;) {
+    std::string_view avail = std::string_view(in_).substr(pos_);
+    if (!avail.empty()) {
+      if (framing.kind == K::kContentLength) {
+        auto take = std::min<uint64_t>(remaining, avail.size());
+        body->push(avail.substr(0, take));
+        pos_ += take;
+        remaining -= take;
+        if (remaining == 0) {
+          body->finish();
+          break;
+        }
+      } else if (framing.kind == K::kChunked) {
+        decoded.clear();
+        auto r = decoder.feed(avail, decoded);
+        pos_ += r.consumed;
+        if (!decoded.empty()) body->push(decoded);
+        if (r.state == http1::ParseState::kDone) {
+          Fields trailers;
+          for (const auto& t : decoder.trailers().all()) trailers.push_back(Field{t.name, t.value});
+          body->finish(std::move(trailers));
+          break;
+        }
+        if (r.state == http1::ParseState::kError) {
+          body->abort("bad_response_body");
+          close();
+          break;
+        }
+      } else {
+        body->push(avail);
+        pos_ = in_.size();
+      }
+    }
+    if (!co_await body->waitWritable()) {
+      close();  // nobody reads the rest: the connection cannot be reused
+      break;
+    }
+    auto [ec, n] = co_await fill();
+    if (n == 0 && ec) {
+      if (framing.kind == K::kCloseDelimited && ec == asio::error::eof) {
+        body->finish();
+      } else {
+        body->abort("upstream_io");
+      }
+      close();
+      break;
+    }
+  }
+  response_done_ = true;
+  exchangeDone();
+}
+
+void H1Client::exchangeDone() {
+  if (!request_done_ || !response_done_) return;
+  if (!keep_alive_ || broken_ || pos_ != in_.size()) {
+    // Bytes beyond the response (or a close requested): never reuse.
+    close();
+    return;
+  }
+  in_.clear();
+  pos_ = 0;
+  ++exchanges_;
+  busy_ = false;
+  asio::co_spawn(t_->socket.get_executor(), [self = shared_from_this()] { return self->watchIdle(); },
+                 asio::detached);
+}
+
+// An idle keep-alive connection should not receive anything; readability means the upstream
+// closed it (or misbehaves): drop it now rather than fail the next request on it.
+asio::awaitable<void> H1Client::watchIdle() {
+  auto self = shared_from_this();
+  const uint64_t gen = watch_gen_;
+  watching_ = true;
+  co_await t_->socket.async_wait(asio::ip::tcp::socket::wait_read, kAwait);
+  // A send() took the connection (and cancelled this wait) since: not ours to judge any more.
+  if (gen != watch_gen_ || busy_ || broken_) co_return;
+  watching_ = false;
+  close();
+}
+
+}  // namespace weft::http

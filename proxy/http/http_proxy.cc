@@ -1,0 +1,810 @@
+#include "proxy/http/http_proxy.h"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <unordered_map>
+
+#include "lib/http/event.h"
+#include "weft/http/body.h"
+#include "weft/http/h1.h"
+#include "weft/http/h2.h"
+#include "weft/net/socket.h"
+#include "weft/tls/context.h"
+#include "weft/tls/tls_socket.h"
+#include "weft/tls/transport_header.h"
+
+namespace weft::proxy {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using http::Body;
+using http::Request;
+using http::Response;
+
+namespace {
+
+constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
+// Between two Weft proxies an HTTP/1 request rides HTTP/2 tagged with the version it had, and
+// "absolute-form" when its target was absolute (SPEC §2). Only honoured from a peer proxy.
+constexpr std::string_view kOrigProto = "weft-orig-proto";
+constexpr std::string_view kProxyError = "weft-proxy-error";
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// How a request reaches an endpoint.
+enum class Kind : uint8_t { kH1, kH2, kMeshH2 };
+
+struct ProxyErr {
+  int status;           // 502, 503 or 504
+  std::string kind;     // the weft-proxy-error header and the `error` label
+  int grpc_status;      // 14 UNAVAILABLE or 4 DEADLINE_EXCEEDED
+};
+
+ProxyErr classify(const Error& e, bool timed_out) {
+  if (timed_out) return {504, e.kind == "connect_timeout" ? "connect_timeout" : "response_timeout", 4};
+  if (e.kind == "connect_timeout") return {504, e.kind, 4};
+  if (e.kind == "no_endpoints" || e.kind == "queue_full" || e.kind == "identity_not_ready") {
+    return {503, e.kind, 14};
+  }
+  return {502, e.kind, 14};
+}
+
+Response errorResponse(const asio::any_io_executor& ex, const http::RequestHead& req, const ProxyErr& err) {
+  Response r;
+  if (req.isGrpc()) {
+    // gRPC clients read the status from grpc-status: a trailers-only response (gRPC over HTTP/2).
+    r.head.status = 200;
+    r.head.headers = {{"content-type", "application/grpc"},
+                      {"grpc-status", std::to_string(err.grpc_status)},
+                      {"grpc-message", "weft-proxy: " + err.kind},
+                      {std::string(kProxyError), err.kind}};
+    r.head.end_stream = true;
+    r.body = Body::empty(ex);
+    return r;
+  }
+  std::string text = std::to_string(err.status) + " " + err.kind + "\n";
+  r.head.status = err.status;
+  r.head.headers = {{"content-type", "text/plain"},
+                    {"content-length", std::to_string(text.size())},
+                    {std::string(kProxyError), err.kind}};
+  r.body = std::make_shared<Body>(ex);
+  r.body->push(text);
+  r.body->finish();
+  return r;
+}
+
+// The metric series of one (endpoint, authority, tls) in one worker: looked up once, then each
+// request costs atomic increments only.
+struct RouteSeries {
+  metrics::Labels labels;
+  std::shared_ptr<metrics::Counter> requests;
+  std::unordered_map<std::string, std::shared_ptr<metrics::Counter>> responses;
+  std::unordered_map<int, std::shared_ptr<metrics::Histogram>> latency;
+  Clock::time_point used;
+};
+
+struct Endpoint {
+  tcp::endpoint addr;
+  std::string identity;  // meshed: the identity its proxy must prove; empty otherwise
+  Kind kind = Kind::kH1;
+  // Peak-EWMA (Finagle / Linkerd): cost = ewma latency x (pending + 1).
+  double ewma_ms = 30;
+  Clock::time_point ewma_at = Clock::now();
+  int pending = 0;
+  // Failure back-off: connect failures take the endpoint out of rotation for a while.
+  Clock::time_point down_until{};
+  std::chrono::milliseconds backoff{0};
+  std::vector<std::shared_ptr<http::H1Client>> h1;
+  std::shared_ptr<http::H2Client> h2;
+  std::shared_ptr<http::detail::Event> h2_connecting;
+  Clock::time_point used = Clock::now();
+};
+
+std::string endpointKey(const tcp::endpoint& ep, Kind k) {
+  std::string key(reinterpret_cast<const char*>(ep.data()), ep.size());
+  key.push_back(static_cast<char>(k));
+  return key;
+}
+
+// Counts the bytes of a downstream connection in its tcp_* series.
+class CountingStream final : public http::ByteStream {
+ public:
+  CountingStream(http::ByteStream& inner, std::shared_ptr<metrics::Counter> read,
+                 std::shared_ptr<metrics::Counter> write)
+      : inner_(inner), read_(std::move(read)), write_(std::move(write)) {}
+  asio::awaitable<http::IoResult> readSome(char* buf, std::size_t len) override {
+    auto r = co_await inner_.readSome(buf, len);
+    if (read_) read_->inc(r.second);
+    co_return r;
+  }
+  asio::awaitable<http::IoResult> writeAll(const char* buf, std::size_t len) override {
+    auto r = co_await inner_.writeAll(buf, len);
+    if (write_) write_->inc(r.second);
+    co_return r;
+  }
+  void shutdownWrite() override { inner_.shutdownWrite(); }
+  void close(bool reset) override { inner_.close(reset); }
+  tcp::socket& socket() override { return inner_.socket(); }
+
+ private:
+  http::ByteStream& inner_;
+  std::shared_ptr<metrics::Counter> read_;
+  std::shared_ptr<metrics::Counter> write_;
+};
+
+}  // namespace
+
+class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
+ public:
+  Impl(const StackSettings& s, ProxyMetrics& m, asio::any_io_executor ex)
+      : s_(s), m_(m), ex_(std::move(ex)), rng_(std::random_device{}()) {
+    h1_.limits = s.http1_limits;
+    h1_.head_timeout = s.http_head_timeout;
+  }
+
+  const StackSettings& s_;
+  ProxyMetrics& m_;
+  asio::any_io_executor ex_;
+  http::H1Settings h1_;
+  http::H2Settings h2_;
+  std::mt19937 rng_;
+  std::unordered_map<std::string, std::unique_ptr<Endpoint>> endpoints_;
+  std::unordered_map<std::string, std::unique_ptr<RouteSeries>> series_;
+  Clock::time_point last_sweep_ = Clock::now();
+
+  bool inbound() const { return s_.direction == Direction::kInbound; }
+
+  void countError(std::string_view e) {
+    auto& f = inbound() ? m_.inbound_http_errors_total : m_.outbound_http_errors_total;
+    f.get({{"error", std::string(e)}})->inc();
+  }
+
+  // --- metrics ---------------------------------------------------------------------------
+
+  RouteSeries& routeSeries(const tcp::endpoint& target, std::string_view authority, const TlsLabels& tls) {
+    std::string key(reinterpret_cast<const char*>(target.data()), target.size());
+    key.push_back('\0');
+    key.append(authority);
+    for (const auto& [k, v] : tls) {
+      key.push_back('\0');
+      key.append(v);
+    }
+    auto& slot = series_[key];
+    if (!slot) {
+      slot = std::make_unique<RouteSeries>();
+      slot->labels = {{"direction", std::string(directionName(s_.direction))},
+                      {"authority", std::string(authority)},
+                      {"target_addr", addrString(target)},
+                      {"target_ip", net::unmapped(target.address()).to_string()},
+                      {"target_port", std::to_string(target.port())}};
+      slot->labels.insert(slot->labels.end(), tls.begin(), tls.end());
+      slot->requests = m_.request_total.get(slot->labels);
+    }
+    slot->used = Clock::now();
+    return *slot;
+  }
+
+  void observeLatency(RouteSeries& rs, int status, double latency_ms) {
+    auto& h = rs.latency[status];
+    if (!h) {
+      auto l = rs.labels;
+      l.emplace_back("status_code", std::to_string(status));
+      h = m_.response_latency_ms.get(l);
+    }
+    h->observe(latency_ms);
+  }
+
+  void countResponse(RouteSeries& rs, int status, std::string_view grpc_status, std::string_view error) {
+    const bool failure = status >= 500 || status == 0 || (!grpc_status.empty() && grpc_status != "0") ||
+                         !error.empty();
+    std::string key = std::to_string(status);
+    key.push_back('\0');
+    key.append(grpc_status);
+    key.push_back('\0');
+    key.append(error);
+    auto& c = rs.responses[key];
+    if (!c) {
+      auto l = rs.labels;
+      l.emplace_back("status_code", status == 0 ? std::string() : std::to_string(status));
+      l.emplace_back("classification", failure ? "failure" : "success");
+      l.emplace_back("grpc_status", std::string(grpc_status));
+      l.emplace_back("error", std::string(error));
+      c = m_.response_total.get(l);
+    }
+    c->inc();
+  }
+
+  // Counts the response when its body ends: gRPC's status is in the trailers, and a stream that
+  // breaks mid-body is a failure.
+  void trackResponse(Response& resp, RouteSeries& rs, bool grpc) {
+    const int status = resp.head.status;
+    std::string head_grpc;
+    if (auto g = http::find(resp.head.headers, "grpc-status")) head_grpc = *g;
+    std::string proxy_error;
+    if (auto e = http::find(resp.head.headers, kProxyError)) proxy_error = *e;
+    auto self = shared_from_this();
+    RouteSeries* series = &rs;  // series_ entries live as long as the Impl (swept only when unused)
+    auto prev = std::move(resp.body->on_done);
+    resp.body->on_done = [self, series, status, grpc, head_grpc, proxy_error, prev](
+                             Body::Kind kind, const http::Fields& trailers, std::string_view error) {
+      if (prev) prev(kind, trailers, error);
+      std::string grpc_status = head_grpc;
+      if (grpc && grpc_status.empty()) {
+        if (auto g = http::find(trailers, "grpc-status")) grpc_status = *g;
+      }
+      std::string err = proxy_error;
+      if (kind == Body::Kind::kAbort && err.empty()) {
+        err = std::string(error);
+        self->countError(error == "cancelled" ? "response_cancelled" : "response_aborted");
+      }
+      self->countResponse(*series, status, grpc_status, err);
+    };
+  }
+
+  void sweep() {
+    const auto now = Clock::now();
+    if (now - last_sweep_ < std::chrono::minutes(1)) return;
+    last_sweep_ = now;
+    std::erase_if(series_, [&](auto& kv) { return now - kv.second->used > std::chrono::minutes(10); });
+    std::erase_if(endpoints_, [&](auto& kv) {
+      Endpoint& e = *kv.second;
+      return e.pending == 0 && now - e.used > std::chrono::minutes(10);
+    });
+  }
+
+  // --- balancing -------------------------------------------------------------------------
+
+  Endpoint& endpoint(const tcp::endpoint& addr, Kind kind, const std::string* identity) {
+    auto& slot = endpoints_[endpointKey(addr, kind)];
+    if (!slot) {
+      slot = std::make_unique<Endpoint>();
+      slot->addr = addr;
+      slot->kind = kind;
+      if (identity) slot->identity = *identity;
+      slot->ewma_ms = static_cast<double>(s_.ewma_default_rtt.count());
+    }
+    slot->used = Clock::now();
+    return *slot;
+  }
+
+  double cost(Endpoint& e, Clock::time_point now) {
+    if (e.down_until > now) return 1e12;
+    // Decay the EWMA towards the default while no sample arrives, so a once-slow endpoint is
+    // tried again.
+    return e.ewma_ms * (e.pending + 1);
+  }
+
+  void observeRtt(Endpoint& e, double rtt_ms) {
+    const auto now = Clock::now();
+    const double elapsed = ms(now - e.ewma_at);
+    e.ewma_at = now;
+    if (rtt_ms > e.ewma_ms) {
+      e.ewma_ms = rtt_ms;  // peak: jump up at once
+    } else {
+      const double w = std::exp(-elapsed / static_cast<double>(s_.ewma_decay.count()));
+      e.ewma_ms = e.ewma_ms * w + rtt_ms * (1 - w);
+    }
+  }
+
+  void markDown(Endpoint& e) {
+    e.backoff = e.backoff.count() == 0 ? std::chrono::milliseconds(1000)
+                                       : std::min(e.backoff * 2, std::chrono::milliseconds(60'000));
+    std::uniform_int_distribution<int> jitter(0, static_cast<int>(e.backoff.count() / 4));
+    e.down_until = Clock::now() + e.backoff + std::chrono::milliseconds(jitter(rng_));
+  }
+  void markUp(Endpoint& e) {
+    e.backoff = std::chrono::milliseconds(0);
+    e.down_until = {};
+  }
+
+  // Power of two choices over peak-EWMA cost.
+  Endpoint* pick(std::vector<Endpoint*>& candidates, const Endpoint* avoid) {
+    if (avoid != nullptr && candidates.size() > 1) std::erase(candidates, avoid);
+    if (candidates.empty()) return nullptr;
+    if (candidates.size() == 1) return candidates[0];
+    std::uniform_int_distribution<std::size_t> d(0, candidates.size() - 1);
+    std::size_t a = d(rng_);
+    std::size_t b = d(rng_);
+    if (b == a) b = (a + 1) % candidates.size();
+    const auto now = Clock::now();
+    return cost(*candidates[a], now) <= cost(*candidates[b], now) ? candidates[a] : candidates[b];
+  }
+
+  // --- connecting ------------------------------------------------------------------------
+
+  // Connects (and for a meshed endpoint, completes mTLS and sends the transport header).
+  asio::awaitable<Result<std::unique_ptr<http::Transport>>> connect(Endpoint& e) {
+    const bool mesh = e.kind == Kind::kMeshH2;
+    tls::TlsSnapshotPtr snapshot;
+    if (mesh) {
+      snapshot = tls::currentSnapshot();
+      if (!snapshot) co_return Error::upstream("identity_not_ready");
+    }
+    auto t = std::make_unique<http::Transport>(tcp::socket(ex_));
+    const tcp::endpoint dial = mesh ? tcp::endpoint(e.addr.address(), s_.mesh_port) : e.addr;
+    auto timed_out = std::make_shared<bool>(false);
+    asio::steady_timer timer(ex_);
+    auto arm = [&](std::chrono::milliseconds d) {
+      timer.expires_after(d);
+      timer.async_wait([timed_out, sock = &t->socket, alive = std::weak_ptr<bool>(timed_out)](asio::error_code ec) {
+        if (ec || alive.expired()) return;
+        *timed_out = true;
+        asio::error_code ignored;
+        sock->cancel(ignored);
+      });
+    };
+    arm(s_.connect_timeout);
+    auto [ec] = co_await t->socket.async_connect(dial, kAwait);
+    timer.cancel();
+    if (ec) {
+      std::string kind = *timed_out ? "connect_timeout"
+                         : ec == asio::error::connection_refused ? "connect_refused"
+                                                                 : "connect_failed";
+      co_return Error::upstream(kind, addrString(dial) + ": " + (*timed_out ? "timed out" : ec.message()));
+    }
+    asio::error_code ignored;
+    t->socket.set_option(tcp::no_delay(true), ignored);
+    if (mesh) {
+      t->tls = std::make_unique<tls::TlsSocket>(t->socket, snapshot->client(), tls::TlsSocket::Role::kClient);
+      auto st = t->tls->expectServerIdentity(e.identity);
+      arm(s_.tls_handshake_timeout);
+      if (st) st = co_await t->tls->handshake();
+      if (st) {
+        auto header = tls::makeTransportHeader(e.addr.port(), tls::kTransportH2);
+        auto [wec, n] = co_await t->tls->writeAll(header.data(), header.size());
+        if (wec) st = Error::upstream("io", wec.message());
+      }
+      timer.cancel();
+      if (!st) {
+        co_return Error::upstream("tls_" + (*timed_out ? std::string("timeout") : st.error().kind),
+                                  st.error().message());
+      }
+    }
+    t->ready();
+    co_return t;
+  }
+
+  // --- dispatch --------------------------------------------------------------------------
+
+  asio::awaitable<Result<Response>> sendH1(Endpoint& e, Request req, bool& connect_failed) {
+    std::erase_if(e.h1, [](const auto& c) { return c->broken(); });
+    std::shared_ptr<http::H1Client> client;
+    for (auto& c : e.h1) {
+      if (c->idle()) {
+        client = c;
+        break;
+      }
+    }
+    const bool replayable = req.head.end_stream;
+    http::RequestHead head_copy;
+    if (replayable && client) head_copy = req.head;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!client) {
+        if (e.h1.size() >= s_.max_connections_per_endpoint) co_return Error::upstream("queue_full");
+        auto t = co_await connect(e);
+        if (!t) {
+          connect_failed = true;
+          co_return t.error();
+        }
+        client = std::make_shared<http::H1Client>(std::move(t.value()), h1_);
+        e.h1.push_back(client);
+      }
+      auto r = co_await client->send(std::move(req));
+      if (r || attempt == 1 || !client->retryable()) co_return r;
+      // A reused keep-alive connection the upstream had closed: send again on a new one.
+      countError("stale_connection_retried");
+      req = Request{head_copy, Body::empty(ex_), Clock::now()};
+      client.reset();
+    }
+    co_return Error::upstream("connection_lost");
+  }
+
+  asio::awaitable<Result<Response>> sendH2(Endpoint& e, Request req, bool& connect_failed) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      while (e.h2_connecting) {
+        auto ev = e.h2_connecting;
+        co_await ev->wait();
+      }
+      if (!e.h2 || !e.h2->available()) {
+        if (e.h2 && !e.h2->closed() && e.h2->activeStreams() > 0) {
+          // At the peer's stream limit: a second connection would be the next step; for now the
+          // request is refused as over capacity.
+          if (e.h2->activeStreams() >= h2_.max_concurrent_streams) co_return Error::upstream("queue_full");
+        }
+        auto ev = std::make_shared<http::detail::Event>(ex_);
+        e.h2_connecting = ev;
+        auto t = co_await connect(e);
+        e.h2_connecting.reset();
+        ev->set();
+        if (!t) {
+          connect_failed = true;
+          co_return t.error();
+        }
+        if (e.h2) e.h2->shutdown();
+        e.h2 = http::H2Client::start(std::move(t.value()), h2_,
+                                     http::H2Hooks{[self = shared_from_this()](std::string_view err) {
+                                       self->countError(err);
+                                     }});
+      }
+      const bool replayable = req.head.end_stream;
+      http::RequestHead head_copy;
+      if (replayable) head_copy = req.head;
+      auto client = e.h2;
+      auto r = co_await client->send(std::move(req));
+      if (r || attempt == 1 || !replayable || r.error().kind != "refused_stream") co_return r;
+      req = Request{head_copy, Body::empty(ex_), Clock::now()};
+    }
+    co_return Error::upstream("refused_stream");
+  }
+
+  asio::awaitable<Result<Response>> dispatch(Endpoint& e, Request req, bool& connect_failed) {
+    if (e.kind == Kind::kH1) co_return co_await sendH1(e, std::move(req), connect_failed);
+    co_return co_await sendH2(e, std::move(req), connect_failed);
+  }
+
+  // Sends with the request timeout, if any: past it the exchange is abandoned (its connection
+  // closed or its stream cancelled when it completes) and the client gets 504.
+  asio::awaitable<Result<Response>> dispatchTimed(Endpoint& e, Request req, bool& connect_failed,
+                                                  bool& timed_out) {
+    if (s_.request_timeout.count() == 0) co_return co_await dispatch(e, std::move(req), connect_failed);
+    struct Shared {
+      explicit Shared(const asio::any_io_executor& ex) : done(ex) {}
+      http::detail::Event done;
+      std::optional<Result<Response>> result;
+      bool abandoned = false;
+      bool connect_failed = false;
+    };
+    auto shared = std::make_shared<Shared>(ex_);
+    auto self = shared_from_this();
+    Endpoint* ep = &e;
+    asio::co_spawn(
+        ex_,
+        [self, ep, shared, req = std::move(req)]() mutable -> asio::awaitable<void> {
+          auto r = co_await self->dispatch(*ep, std::move(req), shared->connect_failed);
+          if (shared->abandoned) {
+            if (r) r->body->cancel();
+          } else {
+            shared->result.emplace(std::move(r));
+          }
+          shared->done.set();
+        },
+        asio::detached);
+    asio::steady_timer timer(ex_);
+    timer.expires_after(s_.request_timeout);
+    timer.async_wait([shared](asio::error_code ec) {
+      if (ec || shared->done.isSet()) return;
+      shared->abandoned = true;
+      shared->done.set();
+    });
+    co_await shared->done.wait();
+    timer.cancel();
+    connect_failed = shared->connect_failed;
+    if (shared->abandoned) {
+      timed_out = true;
+      co_return Error::upstream("response_timeout");
+    }
+    co_return std::move(*shared->result);
+  }
+
+  // --- the handler -----------------------------------------------------------------------
+
+  struct ConnCtx {
+    HttpConnInfo info;
+  };
+
+  asio::awaitable<Response> handle(Request req, const ConnCtx& cc) {
+    sweep();
+    const auto received = req.received;
+    const bool grpc = req.head.isGrpc();
+    http::RequestHead head_for_errors;
+    head_for_errors.headers = grpc ? http::Fields{{"content-type", "application/grpc"}} : http::Fields{};
+    if (inbound()) {
+      if (cc.info.from_mesh) {
+        // Restore the HTTP/1 request the peer's application sent.
+        if (auto orig = http::find(req.head.headers, kOrigProto)) {
+          std::string v(*orig);
+          req.head.proto = v.starts_with("HTTP/1.0") ? http::Proto::kHttp10 : http::Proto::kHttp11;
+          req.head.absolute_form = v.find("absolute-form") != std::string::npos;
+          http::erase(req.head.headers, kOrigProto);
+        }
+      } else {
+        http::erase(req.head.headers, kOrigProto);
+      }
+    } else {
+      http::erase(req.head.headers, kOrigProto);  // only proxies may say it
+    }
+
+    // Route.
+    std::vector<Endpoint*> candidates;
+    const std::vector<tcp::endpoint>* list = (!inbound() && s_.endpoints) ? s_.endpoints->find(cc.info.target) : nullptr;
+    auto kindFor = [&](const std::string* identity) {
+      if (identity != nullptr) return Kind::kMeshH2;
+      return req.head.proto == http::Proto::kHttp2 ? Kind::kH2 : Kind::kH1;
+    };
+    auto identityOf = [&](const tcp::endpoint& ep) -> const std::string* {
+      if (inbound() || !s_.identity_enabled || !s_.meshed) return nullptr;
+      return s_.meshed->identityFor(ep);
+    };
+    if (list) {
+      for (const auto& ep : *list) {
+        const std::string* id = identityOf(ep);
+        candidates.push_back(&endpoint(ep, kindFor(id), id));
+      }
+    } else {
+      const std::string* id = identityOf(cc.info.target);
+      candidates.push_back(&endpoint(cc.info.target, kindFor(id), id));
+    }
+
+    Endpoint* e = pick(candidates, nullptr);
+    Result<Response> result = Error::upstream("no_endpoints");
+    bool timed_out = false;
+    RouteSeries* rs = nullptr;
+    http::RequestHead retry_head;
+    const bool replayable = req.head.end_stream;
+    if (replayable) retry_head = req.head;
+    for (int attempt = 0; e != nullptr && attempt < 2; ++attempt) {
+      TlsLabels tls;
+      if (inbound()) {
+        tls = cc.info.tls;
+      } else if (!s_.identity_enabled) {
+        tls = {{"tls", "disabled"}};
+      } else if (!e->identity.empty()) {
+        tls = {{"tls", "true"}, {"server_id", e->identity}};
+      } else {
+        tls = {{"tls", "no_identity"}, {"no_tls_reason", "not_provided_by_service_discovery"}};
+      }
+      rs = &routeSeries(e->addr, req.head.authority, tls);
+      rs->requests->inc();
+      if (e->kind == Kind::kMeshH2 && req.head.proto != http::Proto::kHttp2) {
+        std::string v(http::protoName(req.head.proto));
+        if (req.head.absolute_form) v += "; absolute-form";
+        req.head.headers.push_back(http::Field{std::string(kOrigProto), std::move(v)});
+      }
+      bool connect_failed = false;
+      ++e->pending;
+      result = co_await dispatchTimed(*e, std::move(req), connect_failed, timed_out);
+      --e->pending;
+      if (result) {
+        markUp(*e);
+        break;
+      }
+      if (connect_failed) {
+        markDown(*e);
+        // Nothing was sent: another endpoint may serve it. (The body was not touched either.)
+        if (attempt == 0 && candidates.size() > 1 && replayable) {
+          countResponse(*rs, 0, "", result.error().kind);
+          Endpoint* next = pick(candidates, e);
+          if (next != e) {
+            e = next;
+            req = Request{retry_head, Body::empty(ex_), received};
+            continue;
+          }
+        }
+      }
+      break;
+    }
+
+    const double latency = ms(Clock::now() - received);
+    if (!result) {
+      const Error& err = result.error();
+      ProxyErr pe = classify(err, timed_out);
+      countError(pe.kind);
+      spdlog::debug("{} request to {}: {} ({})", directionName(s_.direction),
+                    e ? addrString(e->addr) : addrString(cc.info.target), pe.kind, err.message());
+      Response r = errorResponse(ex_, head_for_errors, pe);
+      if (e) observeRtt(*e, pe.status == 504 ? latency : std::max(latency, 1000.0));
+      if (rs) {
+        observeLatency(*rs, r.head.status, latency);
+        trackResponse(r, *rs, grpc);
+      }
+      co_return r;
+    }
+    Response resp = std::move(result.value());
+    observeRtt(*e, latency);
+    observeLatency(*rs, resp.head.status, latency);
+    trackResponse(resp, *rs, grpc);
+    co_return resp;
+  }
+
+  // Upgrade / CONNECT: a dedicated connection carries the head and then bytes both ways.
+  asio::awaitable<void> upgrade(http::RequestHead head, http::ByteStream& down, std::string buffered,
+                                const ConnCtx& cc) {
+    const tcp::endpoint target = cc.info.target;
+    const std::string* id = (!inbound() && s_.identity_enabled && s_.meshed) ? s_.meshed->identityFor(target) : nullptr;
+    Endpoint tmp;
+    tmp.addr = target;
+    tmp.kind = Kind::kH1;
+    Result<std::unique_ptr<http::Transport>> t = Error::upstream("connect_failed");
+    if (id != nullptr) {
+      // Meshed: an mTLS tunnel whose transport header says raw bytes follow (the far proxy
+      // forwards them to the application as they are).
+      tmp.identity = *id;
+      t = co_await connectTunnel(tmp);
+    } else {
+      t = co_await connect(tmp);
+    }
+    auto rs = &routeSeries(target, head.authority, cc.info.tls);
+    rs->requests->inc();
+    if (!t) {
+      ProxyErr pe = classify(t.error(), false);
+      countError(pe.kind);
+      std::string text = std::to_string(pe.status) + " " + pe.kind + "\n";
+      std::string out = "HTTP/1.1 " + std::to_string(pe.status) + " " +
+                        (pe.status == 503 ? "Service Unavailable" : pe.status == 504 ? "Gateway Timeout" : "Bad Gateway") +
+                        "\r\ncontent-type: text/plain\r\nweft-proxy-error: " + pe.kind +
+                        "\r\ncontent-length: " + std::to_string(text.size()) + "\r\nconnection: close\r\n\r\n" + text;
+      co_await down.writeAll(out.data(), out.size());
+      down.shutdownWrite();
+      countResponse(*rs, pe.status, "", pe.kind);
+      co_return;
+    }
+    auto up = std::move(t.value());
+    std::string out = http::serializeRequestHead(head, false);
+    out += buffered;
+    auto [wec, wn] = co_await up->stream->writeAll(out.data(), out.size());
+    if (wec) {
+      down.close(true);
+      co_return;
+    }
+    countResponse(*rs, 101, "", "");
+    // Relay both ways until both directions end (half-close passes through).
+    auto done = std::make_shared<http::detail::Event>(ex_);
+    http::ByteStream* upstream = up->stream.get();
+    asio::co_spawn(ex_, relay(upstream, &down, done), asio::detached);
+    co_await relayOneWay(&down, upstream);
+    co_await done->wait();
+  }
+
+  static asio::awaitable<void> relayOneWay(http::ByteStream* from, http::ByteStream* to) {
+    std::vector<char> buf(16 * 1024);
+    for (;;) {
+      auto [ec, n] = co_await from->readSome(buf.data(), buf.size());
+      if (n > 0) {
+        auto [wec, wn] = co_await to->writeAll(buf.data(), n);
+        if (wec) {
+          from->close(true);
+          co_return;
+        }
+      }
+      if (ec == asio::error::eof) {
+        to->shutdownWrite();
+        co_return;
+      }
+      if (ec) {
+        to->close(true);
+        co_return;
+      }
+    }
+  }
+  static asio::awaitable<void> relay(http::ByteStream* from, http::ByteStream* to,
+                                     std::shared_ptr<http::detail::Event> done) {
+    co_await relayOneWay(from, to);
+    done->set();
+  }
+
+  asio::awaitable<Result<std::unique_ptr<http::Transport>>> connectTunnel(Endpoint& e) {
+    // As connect(), but the transport header says "raw bytes follow".
+    tls::TlsSnapshotPtr snapshot = tls::currentSnapshot();
+    if (!snapshot) co_return Error::upstream("identity_not_ready");
+    auto t = std::make_unique<http::Transport>(tcp::socket(ex_));
+    auto [ec] = co_await t->socket.async_connect(tcp::endpoint(e.addr.address(), s_.mesh_port), kAwait);
+    if (ec) co_return Error::upstream("connect_failed", ec.message());
+    t->tls = std::make_unique<tls::TlsSocket>(t->socket, snapshot->client(), tls::TlsSocket::Role::kClient);
+    auto st = t->tls->expectServerIdentity(e.identity);
+    if (st) st = co_await t->tls->handshake();
+    if (st) {
+      auto header = tls::makeTransportHeader(e.addr.port());
+      auto [wec, n] = co_await t->tls->writeAll(header.data(), header.size());
+      if (wec) st = Error::upstream("io", wec.message());
+    }
+    if (!st) co_return Error::upstream("tls_" + st.error().kind, st.error().message());
+    t->ready();
+    co_return t;
+  }
+};
+
+HttpProxy::HttpProxy(const StackSettings& settings, ProxyMetrics& metrics, asio::any_io_executor ex)
+    : impl_(std::make_shared<Impl>(settings, metrics, std::move(ex))) {}
+
+HttpProxy::~HttpProxy() {
+  for (auto& [k, e] : impl_->endpoints_) {
+    for (auto& c : e->h1) c->close();
+    if (e->h2) e->h2->shutdown();
+  }
+}
+
+asio::awaitable<void> HttpProxy::serve(http::ByteStream& downstream, std::string prefix, HttpConnInfo info) {
+  auto impl = impl_;
+  auto cc = std::make_shared<Impl::ConnCtx>(Impl::ConnCtx{std::move(info)});
+  // Named locals, not temporaries inside the co_await expressions: GCC 12 mis-destroys some
+  // temporaries of a co_await full-expression (found as a crash here).
+  http::Handler handler = [impl, cc](Request req) -> asio::awaitable<Response> {
+    return impl->handle(std::move(req), *cc);
+  };
+  auto on_error = [impl](std::string_view e) { impl->countError(e); };
+  if (cc->info.h2) {
+    http::H2Hooks hooks{on_error};
+    auto st = co_await http::serveH2(downstream, std::move(prefix), impl->h2_, std::move(handler),
+                                     std::move(hooks));
+    (void)st;
+    co_return;
+  }
+  http::UpgradeHandler upgrade = [impl, cc](http::RequestHead head, http::ByteStream& down,
+                                            std::string buffered) -> asio::awaitable<void> {
+    return impl->upgrade(std::move(head), down, std::move(buffered), *cc);
+  };
+  http::H1Hooks hooks{on_error};
+  auto st = co_await http::serveH1(downstream, std::move(prefix), impl->h1_, std::move(handler),
+                                   std::move(upgrade), std::move(hooks));
+  (void)st;
+}
+
+std::unique_ptr<http::ByteStream> makeCountingStream(http::ByteStream& inner,
+                                                     std::shared_ptr<metrics::Counter> read,
+                                                     std::shared_ptr<metrics::Counter> write) {
+  return std::make_unique<CountingStream>(inner, std::move(read), std::move(write));
+}
+
+// --- StaticEndpoints ---------------------------------------------------------------------
+
+Result<StaticEndpoints> StaticEndpoints::parse(std::string_view text) {
+  StaticEndpoints out;
+  auto invalid = [](std::string_view item, std::string_view why) {
+    return Error::internal("invalid_value", "\"" + std::string(item) + "\": " + std::string(why) +
+                                                " (expected ADDR:PORT=EP:PORT[,EP:PORT...];...)");
+  };
+  auto parseEp = [](std::string_view s) -> std::optional<tcp::endpoint> {
+    auto hp = config::parseHostPort(std::string(s));
+    if (!hp) return std::nullopt;
+    asio::error_code ec;
+    auto ip = asio::ip::make_address(hp->host, ec);
+    if (ec) return std::nullopt;
+    return tcp::endpoint(ip, hp->port);
+  };
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+    return s;
+  };
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    auto semi = rest.find(';');
+    std::string_view item = trim(rest.substr(0, semi));
+    rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos) return invalid(item, "no '='");
+    auto svc = parseEp(trim(item.substr(0, eq)));
+    if (!svc) return invalid(item, "the service address is not IP:PORT");
+    std::vector<tcp::endpoint> eps;
+    std::string_view list = item.substr(eq + 1);
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      auto one = trim(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+      if (one.empty()) continue;
+      auto ep = parseEp(one);
+      if (!ep) return invalid(item, "endpoint \"" + std::string(one) + "\" is not IP:PORT");
+      eps.push_back(*ep);
+    }
+    if (eps.empty()) return invalid(item, "no endpoints");
+    out.services_[*svc] = std::move(eps);
+  }
+  return out;
+}
+
+const std::vector<tcp::endpoint>* StaticEndpoints::find(const tcp::endpoint& target) const {
+  tcp::endpoint plain(net::unmapped(target.address()), target.port());
+  auto it = services_.find(plain);
+  return it == services_.end() ? nullptr : &it->second;
+}
+
+}  // namespace weft::proxy
