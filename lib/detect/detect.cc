@@ -450,8 +450,18 @@ std::optional<Detection> detect(std::span<const uint8_t> prefix) {
       break;
   }
 
-  d.protocol = Protocol::kOpaque;
+  d.protocol = startsWithHttpMethod(prefix) ? Protocol::kHttp1 : Protocol::kOpaque;
   return d;
+}
+
+bool startsWithHttpMethod(std::span<const uint8_t> bytes) {
+  static constexpr std::string_view kMethods[] = {"GET ",     "HEAD ",    "POST ",  "PUT ",  "DELETE ",
+                                                  "CONNECT ", "OPTIONS ", "TRACE ", "PATCH "};
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  for (auto m : kMethods) {
+    if (text.starts_with(m)) return true;
+  }
+  return false;
 }
 
 #undef WEFT_DETECT_TRY

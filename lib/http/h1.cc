@@ -15,6 +15,8 @@
 
 namespace weft::http {
 
+using http1::ParseError;
+
 namespace {
 
 constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
@@ -195,7 +197,7 @@ struct ServerConn {
 // Reads one request body from the connection into `body`, with backpressure. Returns whether the
 // body was read whole (the connection is then positioned at the next request).
 asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared_ptr<Body> body,
-                                      http1::BodyFraming framing) {
+                                      http1::BodyFraming framing, ParseError& error) {
   using K = http1::BodyFraming::Kind;
   if (framing.kind == K::kContentLength) {
     uint64_t remaining = framing.length;
@@ -237,6 +239,7 @@ asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared
       co_return true;
     }
     if (r.state == http1::ParseState::kError) {
+      error = r.error;
       body->abort(std::string(r.error.kind));
       co_return false;
     }
@@ -245,7 +248,7 @@ asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared
 
 }  // namespace
 
-std::string serializeRequestHead(const RequestHead& head, bool chunked) {
+std::string serializeRequestHead(const RequestHead& head, bool chunked, bool upgrade) {
   std::string out;
   out.reserve(256);
   out.append(head.method);
@@ -266,7 +269,9 @@ std::string serializeRequestHead(const RequestHead& head, bool chunked) {
   // and first (RFC 9112 §3.2).
   if (!has_host && !head.authority.empty()) appendField(out, "Host", head.authority);
   for (const auto& f : head.headers) {
-    if (isHopByHop(f.name)) continue;
+    if (isHopByHop(f.name) && !(upgrade && (iequals(f.name, "connection") || iequals(f.name, "upgrade")))) {
+      continue;
+    }
     appendField(out, f.name, f.value);
   }
   if (chunked) appendField(out, "Transfer-Encoding", "chunked");
@@ -365,6 +370,7 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     req.head = std::move(head);
     std::shared_ptr<detail::Event> body_done;
     auto body_ok = std::make_shared<bool>(true);
+    auto body_error = std::make_shared<ParseError>();  // a malformed body (chunked framing)
     if (req.head.end_stream) {
       req.body = Body::empty(ex);
     } else {
@@ -377,8 +383,8 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
       body_done = std::make_shared<detail::Event>(ex);
       asio::co_spawn(
           ex,
-          [conn, body = req.body, framing, body_done, body_ok]() -> asio::awaitable<void> {
-            *body_ok = co_await readRequestBody(conn, body, framing);
+          [conn, body = req.body, framing, body_done, body_ok, body_error]() -> asio::awaitable<void> {
+            *body_ok = co_await readRequestBody(conn, body, framing, *body_error);
             body_done->set();
           },
           asio::detached);
@@ -387,6 +393,17 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
 
     // 3. The response.
     Response resp = co_await handler(std::move(req));
+    if (!body_error->kind.empty()) {
+      // The body broke the framing rules: the client gets the parser's answer, not whatever the
+      // (aborted) upstream exchange produced.
+      resp.body->cancel();
+      report(body_error->kind);
+      auto answer = errorResponse(body_error->status, body_error->kind);
+      co_await stream.writeAll(answer.data(), answer.size());
+      stream.shutdownWrite();
+      if (body_done) co_await body_done->wait();
+      co_return Error::downstream(std::string(body_error->kind));
+    }
     const bool no_body = responseHasNoBody(method, resp.head.status);
     const bool has_length = find(resp.head.headers, "content-length").has_value();
     bool close = !keep_alive || (drain && drain->draining);

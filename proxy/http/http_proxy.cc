@@ -37,6 +37,8 @@ constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::string_view kOrigProto = "weft-orig-proto";
 constexpr std::string_view kProxyError = "weft-proxy-error";
 
+constexpr int kFailureAccrual = 7;
+
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 // How a request reaches an endpoint.
@@ -102,6 +104,7 @@ struct Endpoint {
   // Failure back-off: connect failures take the endpoint out of rotation for a while.
   Clock::time_point down_until{};
   std::chrono::milliseconds backoff{0};
+  int consecutive_failures = 0;  // failure accrual (SPEC §2: 7 in a row take it out)
   std::vector<std::shared_ptr<http::H1Client>> h1;
   std::shared_ptr<http::H2Client> h2;
   std::shared_ptr<http::detail::Event> h2_connecting;
@@ -305,18 +308,29 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     e.down_until = {};
   }
 
-  // Power of two choices over peak-EWMA cost.
+  // Power of two choices over peak-EWMA cost, among the endpoints not backed off (all of them
+  // when every one is).
   Endpoint* pick(std::vector<Endpoint*>& candidates, const Endpoint* avoid) {
-    if (avoid != nullptr && candidates.size() > 1) std::erase(candidates, avoid);
-    if (candidates.empty()) return nullptr;
-    if (candidates.size() == 1) return candidates[0];
-    std::uniform_int_distribution<std::size_t> d(0, candidates.size() - 1);
+    const auto now = Clock::now();
+    std::vector<Endpoint*>& up = pick_scratch_;
+    up.clear();
+    for (Endpoint* c : candidates) {
+      if (c != avoid && c->down_until <= now) up.push_back(c);
+    }
+    if (up.empty()) {
+      for (Endpoint* c : candidates) {
+        if (c != avoid) up.push_back(c);
+      }
+    }
+    if (up.empty()) return candidates.empty() ? nullptr : candidates[0];
+    if (up.size() == 1) return up[0];
+    std::uniform_int_distribution<std::size_t> d(0, up.size() - 1);
     std::size_t a = d(rng_);
     std::size_t b = d(rng_);
-    if (b == a) b = (a + 1) % candidates.size();
-    const auto now = Clock::now();
-    return cost(*candidates[a], now) <= cost(*candidates[b], now) ? candidates[a] : candidates[b];
+    if (b == a) b = (a + 1) % up.size();
+    return cost(*up[a], now) <= cost(*up[b], now) ? up[a] : up[b];
   }
+  std::vector<Endpoint*> pick_scratch_;
 
   // --- connecting ------------------------------------------------------------------------
 
@@ -573,13 +587,21 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       result = co_await dispatchTimed(*e, std::move(req), connect_failed, timed_out);
       --e->pending;
       if (result) {
-        markUp(*e);
+        // Failure accrual: 5xx answers in a row (an endpoint whose proxy is up but whose
+        // application is not answers fast, and would otherwise attract traffic).
+        if (result->head.status >= 500) {
+          if (++e->consecutive_failures >= kFailureAccrual) markDown(*e);
+        } else {
+          e->consecutive_failures = 0;
+          markUp(*e);
+        }
         break;
       }
       if (connect_failed) {
         markDown(*e);
         // Nothing was sent: another endpoint may serve it. (The body was not touched either.)
         if (attempt == 0 && candidates.size() > 1 && replayable) {
+          countError(result.error().kind);
           countResponse(*rs, 0, "", result.error().kind);
           Endpoint* next = pick(candidates, e);
           if (next != e) {
@@ -647,7 +669,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       co_return;
     }
     auto up = std::move(t.value());
-    std::string out = http::serializeRequestHead(head, false);
+    std::string out = http::serializeRequestHead(head, false, true);
     out += buffered;
     auto [wec, wn] = co_await up->stream->writeAll(out.data(), out.size());
     if (wec) {

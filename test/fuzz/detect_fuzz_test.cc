@@ -116,7 +116,8 @@ void checkOrder(std::span<const uint8_t> bytes, const Parsed& p) {
     WEFT_RELEASE_ASSERT(!p.detection.has_value(), "empty prefix decided");
     return;
   }
-  std::optional<Protocol> expected = Protocol::kOpaque;
+  // All three kNo: a malformed request that starts with an HTTP method is still HTTP/1.
+  std::optional<Protocol> expected = startsWithHttpMethod(bytes) ? Protocol::kHttp1 : Protocol::kOpaque;
   bool blocked = false;
   const std::pair<ParseStatus, Protocol> order[] = {
       {p.tls, Protocol::kTls}, {p.h2, Protocol::kHttp2}, {p.h1, Protocol::kHttp1}};
@@ -148,8 +149,8 @@ void checkOrder(std::span<const uint8_t> bytes, const Parsed& p) {
     WEFT_RELEASE_ASSERT(d.protocol == Protocol::kTls && sameHello(*d.client_hello, p.hello),
                         "client_hello differs from parseClientHello");
   }
-  WEFT_RELEASE_ASSERT(d.request_line.has_value() == (d.protocol == Protocol::kHttp1),
-                      "request_line iff http1");
+  WEFT_RELEASE_ASSERT(d.request_line.has_value() == (d.protocol == Protocol::kHttp1 && p.h1 == ParseStatus::kYes),
+                      "request_line iff http1 with a valid request line");
   if (d.request_line) {
     WEFT_RELEASE_ASSERT(sameLine(*d.request_line, p.line), "request_line differs");
   }

@@ -12,6 +12,8 @@ Routes (path prefix):
   /delay/MS       waits MS milliseconds, then 200
   /bytes/N        N bytes of a repeating pattern, chunked in 64 KiB pieces
   /close          answers with "connection: close" and closes
+  (Upgrade)       a request with Connection: upgrade gets 101, then every read is echoed with
+                  an "echo:" prefix until EOF
   anything else   200 "ok"
 Every response carries "x-server: NAME". The server counts requests per path in `hits`.
 
@@ -24,56 +26,78 @@ import threading
 import time
 
 
-def _read_head(conn, buf):
-    while b"\r\n\r\n" not in buf:
-        data = conn.recv(65536)
+class _In:
+    """A connection's read buffer: bytearray + offset, so large bodies cost linear time."""
+
+    def __init__(self, conn):
+        self.conn, self.buf, self.pos = conn, bytearray(), 0
+
+    def _fill(self):
+        data = self.conn.recv(1 << 20)
         if not data:
-            return None, buf
-        buf += data
-    i = buf.index(b"\r\n\r\n") + 4
-    return buf[:i], buf[i:]
+            raise ConnectionError("eof")
+        if self.pos > (1 << 20):
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += data
 
+    def head(self):
+        """The request head, or None at a clean EOF between requests."""
+        while True:
+            i = self.buf.find(b"\r\n\r\n", self.pos)
+            if i >= 0:
+                out = bytes(self.buf[self.pos:i + 4])
+                self.pos = i + 4
+                return out
+            try:
+                self._fill()
+            except ConnectionError:
+                if self.pos == len(self.buf):
+                    return None
+                raise
 
-def _read_exact(conn, buf, n):
-    while len(buf) < n:
-        data = conn.recv(65536)
-        if not data:
-            raise ConnectionError("eof in body")
-        buf += data
-    return buf[:n], buf[n:]
+    def line(self):
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                out = bytes(self.buf[self.pos:i + 2])
+                self.pos = i + 2
+                return out
+            self._fill()
 
+    def exact(self, n):
+        while len(self.buf) - self.pos < n:
+            self._fill()
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return out
 
-def _read_line(conn, buf):
-    while b"\r\n" not in buf:
-        data = conn.recv(65536)
-        if not data:
-            raise ConnectionError("eof in chunked body")
-        buf += data
-    i = buf.index(b"\r\n") + 2
-    return buf[:i], buf[i:]
+    def rest(self):
+        out = bytes(self.buf[self.pos:])
+        self.pos = len(self.buf)
+        return out
 
-
-def _read_chunked(conn, buf):
-    raw = b""
-    body = b""
-    while True:
-        line, buf = _read_line(conn, buf)
-        raw += line
-        size = int(line.split(b";")[0].strip(), 16)
-        if size == 0:
-            while True:  # trailers, then the empty line
-                line, buf = _read_line(conn, buf)
-                raw += line
-                if line == b"\r\n":
-                    return raw, body, buf
-        data, buf = _read_exact(conn, buf, size + 2)
-        raw += data
-        body += data[:-2]
+    def chunked(self):
+        raw, body = [], []
+        while True:
+            line = self.line()
+            raw.append(line)
+            size = int(line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while True:  # trailers, then the empty line
+                    line = self.line()
+                    raw.append(line)
+                    if line == b"\r\n":
+                        return b"".join(raw), b"".join(body)
+            data = self.exact(size + 2)
+            raw.append(data)
+            body.append(data[:-2])
 
 
 class Origin:
-    def __init__(self, port, name="origin", host="0.0.0.0"):
+    def __init__(self, port, name="origin", host="0.0.0.0", delay_ms=0):
         self.name = name
+        self.delay = delay_ms / 1000.0
         self.hits = {}
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -95,10 +119,10 @@ class Origin:
         return self
 
     def _conn(self, conn):
-        buf = b""
+        inp = _In(conn)
         try:
             while True:
-                head, buf = _read_head(conn, buf)
+                head = inp.head()
                 if head is None:
                     return
                 lines = head.decode("latin-1").split("\r\n")
@@ -111,9 +135,9 @@ class Origin:
                 raw_body = b""
                 body = b""
                 if fields.get("transfer-encoding", "").lower() == "chunked":
-                    raw_body, body, buf = _read_chunked(conn, buf)
+                    raw_body, body = inp.chunked()
                 elif "content-length" in fields:
-                    body, buf = _read_exact(conn, buf, int(fields["content-length"]))
+                    body = inp.exact(int(fields["content-length"]))
                     raw_body = body
                 path = target.split("://", 1)[-1]
                 if "://" in target:
@@ -121,9 +145,24 @@ class Origin:
                 key = "/" + path.lstrip("/").split("/")[0].split("?")[0]
                 with self.lock:
                     self.hits[key] = self.hits.get(key, 0) + 1
+                if "upgrade" in fields and "upgrade" in fields.get("connection", "").lower():
+                    # Accept any upgrade, then echo raw bytes (prefixed, so a test sees who answers).
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: %s\r\n\r\n"
+                                 % fields["upgrade"].encode())
+                    pending = inp.rest()
+                    if pending:
+                        conn.sendall(b"echo:" + pending)
+                    while True:
+                        data = conn.recv(65536)
+                        if not data:
+                            conn.shutdown(socket.SHUT_WR)
+                            return
+                        conn.sendall(b"echo:" + data)
                 close = (fields.get("connection", "").lower() == "close" or
                          (version == "HTTP/1.0" and fields.get("connection", "").lower() != "keep-alive"))
                 status, out_body, extra, chunked = 200, b"ok\n", [], False
+                if self.delay:
+                    time.sleep(self.delay)
                 if path.startswith("/raw"):
                     out_body = head + raw_body
                 elif path.startswith("/echo"):

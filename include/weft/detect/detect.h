@@ -76,11 +76,20 @@ ParseStatus matchHttp2Preface(std::span<const uint8_t> bytes);
 // lines before the request line are not skipped: these are the first bytes of a connection.
 ParseStatus parseRequestLine(std::span<const uint8_t> bytes, RequestLine* out);
 
+// The bytes start with a method of RFC 9110 §9 or PATCH (RFC 5789) followed by SP: the client
+// is speaking HTTP/1 even when its request line then fails parseRequestLine (a space in the
+// target, HTTP/1.2, a line over kMaxRequestLine). Such a connection is detected as HTTP/1 with no
+// request_line, so the proxy's strict parser answers it (400, 414, 505) instead of passing it on
+// as opaque bytes an application might parse leniently (and past the proxy's HTTP policy).
+bool startsWithHttpMethod(std::span<const uint8_t> bytes);
+
 struct Detection {
   Protocol protocol = Protocol::kOpaque;
   // Set when protocol == kTls and the ClientHello fit in its first record (parsed whole).
   std::optional<ClientHello> client_hello;
-  std::optional<RequestLine> request_line;  // set when protocol == kHttp1
+  // Set when protocol == kHttp1 and the request line parsed; unset for a malformed request that
+  // startsWithHttpMethod().
+  std::optional<RequestLine> request_line;
 };
 
 // Decides from the bytes read so far. nullopt: undecided, read more (the caller stops at

@@ -51,8 +51,9 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
                                 std::shared_ptr<DrainSignal> drain = nullptr);
 
 // The HTTP/1 request line + field section for `head` (exactly what serveH1 would forward).
-// `chunked`: add "Transfer-Encoding: chunked" (the body's length is not known).
-std::string serializeRequestHead(const RequestHead& head, bool chunked);
+// `chunked`: add "Transfer-Encoding: chunked" (the body's length is not known). `upgrade`: keep
+// the Connection and Upgrade fields (an Upgrade / CONNECT request handed on as it came).
+std::string serializeRequestHead(const RequestHead& head, bool chunked, bool upgrade = false);
 
 class H1Client : public std::enable_shared_from_this<H1Client> {
  public:

@@ -817,9 +817,25 @@ TEST(Detect, BinaryGreetingIsOpaqueAtItsFirstNonTokenByte) {
   EXPECT_EQ(detect(Bytes{0x4a, 0x00})->protocol, Protocol::kOpaque);
 }
 
-TEST(Detect, OverlongRequestLineIsOpaque) {
+TEST(Detect, OverlongRequestLineIsMalformedHttp1) {
+  // Starts like HTTP: the proxy's parser answers it (414) rather than passing it on opaque.
   const std::string line = "GET /" + std::string(kMaxRequestLine, 'a');
-  EXPECT_EQ(detectText(line)->protocol, Protocol::kOpaque);
+  const auto d = detectText(line);
+  EXPECT_EQ(d->protocol, Protocol::kHttp1);
+  EXPECT_FALSE(d->request_line.has_value());
+}
+
+TEST(Detect, MalformedRequestLineWithAnHttpMethodIsHttp1WithoutRequestLine) {
+  for (std::string_view text : {"GET /a b HTTP/1.1\r\n", "GET / HTTP/1.2\r\n", "POST / HTTQ/1.1\r\n",
+                                "DELETE /x\x01 HTTP/1.1\r\n"}) {
+    const auto d = detectText(text);
+    ASSERT_TRUE(d.has_value()) << text;
+    EXPECT_EQ(d->protocol, Protocol::kHttp1) << text;
+    EXPECT_FALSE(d->request_line.has_value()) << text;
+  }
+  // Not an HTTP method: opaque as before (and so is a method not followed by SP).
+  EXPECT_EQ(detectText("G@T / HTTP/1.1\r\n")->protocol, Protocol::kOpaque);
+  EXPECT_EQ(detectText("GETX\r\n")->protocol, Protocol::kOpaque);
 }
 
 TEST(Detect, AnswerDoesNotChangeWhenMoreBytesArrive) {
