@@ -36,6 +36,64 @@ constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
 // "absolute-form" when its target was absolute (SPEC §2). Only honoured from a peer proxy.
 constexpr std::string_view kOrigProto = "weft-orig-proto";
 constexpr std::string_view kProxyError = "weft-proxy-error";
+// HTTP/2 lowercases field names; the application on the far side should get the names its
+// client sent. Only sent when some name has an uppercase letter: the names of the request's
+// fields in order (Host included, at its position), separated by spaces (tokens have none).
+constexpr std::string_view kOrigNames = "weft-orig-names";
+
+bool hasUpper(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+void addOrigNames(http::RequestHead& head) {
+  bool upper = false;
+  std::size_t len = 0;
+  for (const auto& f : head.headers) {
+    upper = upper || hasUpper(f.name);
+    len += f.name.size() + 1;
+  }
+  if (!upper) return;
+  std::string names;
+  names.reserve(len);
+  for (const auto& f : head.headers) {
+    if (!names.empty()) names.push_back(' ');
+    names.append(f.name);
+  }
+  head.headers.push_back(http::Field{std::string(kOrigNames), std::move(names)});
+}
+
+// Gives the fields back their names (and Host its place), after HTTP/2 took the case and the
+// Host field (it became :authority).
+void restoreOrigNames(http::RequestHead& head) {
+  auto v = http::find(head.headers, kOrigNames);
+  if (!v) return;
+  std::vector<std::string_view> names;
+  std::string_view rest = *v;
+  std::string value(rest);
+  rest = value;
+  while (!rest.empty()) {
+    auto sp = rest.find(' ');
+    names.push_back(rest.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    rest.remove_prefix(sp + 1);
+  }
+  http::erase(head.headers, kOrigNames);
+  http::Fields out;
+  out.reserve(head.headers.size() + 1);
+  std::size_t next = 0;  // next field of head.headers not yet placed
+  for (auto name : names) {
+    if (http::iequals(name, "host")) {
+      if (!http::find(head.headers, "host")) out.push_back(http::Field{std::string(name), head.authority});
+      continue;
+    }
+    if (next < head.headers.size() && http::iequals(head.headers[next].name, name)) {
+      head.headers[next].name = std::string(name);
+      out.push_back(std::move(head.headers[next++]));
+    }
+  }
+  for (; next < head.headers.size(); ++next) out.push_back(std::move(head.headers[next]));
+  head.headers = std::move(out);
+}
 
 constexpr int kFailureAccrual = 7;
 
@@ -528,12 +586,15 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
           req.head.proto = v.starts_with("HTTP/1.0") ? http::Proto::kHttp10 : http::Proto::kHttp11;
           req.head.absolute_form = v.find("absolute-form") != std::string::npos;
           http::erase(req.head.headers, kOrigProto);
+          restoreOrigNames(req.head);
         }
       } else {
         http::erase(req.head.headers, kOrigProto);
+        http::erase(req.head.headers, kOrigNames);
       }
     } else {
       http::erase(req.head.headers, kOrigProto);  // only proxies may say it
+      http::erase(req.head.headers, kOrigNames);
     }
 
     // Route.
@@ -580,6 +641,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       if (e->kind == Kind::kMeshH2 && req.head.proto != http::Proto::kHttp2) {
         std::string v(http::protoName(req.head.proto));
         if (req.head.absolute_form) v += "; absolute-form";
+        addOrigNames(req.head);
         req.head.headers.push_back(http::Field{std::string(kOrigProto), std::move(v)});
       }
       bool connect_failed = false;
