@@ -116,7 +116,9 @@ void appendLastChunk(std::string& out, const Fields& trailers) {
   out.append("\r\n");
 }
 
-RequestHead toNeutral(http1::RequestHead& h) {
+}  // namespace
+
+RequestHead fromHttp1(http1::RequestHead& h) {
   RequestHead r;
   r.method = std::move(h.method);
   r.proto = h.version == http1::Version::kHttp10 ? Proto::kHttp10 : Proto::kHttp11;
@@ -146,6 +148,8 @@ RequestHead toNeutral(http1::RequestHead& h) {
   r.end_stream = h.framing.kind == http1::BodyFraming::Kind::kNone;
   return r;
 }
+
+namespace {
 
 std::string errorResponse(int status, std::string_view kind) {
   std::string body = std::to_string(status) + " " + std::string(reasonPhrase(status)) + ": " +
@@ -351,7 +355,7 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     const bool keep_alive = h1.keep_alive;
     const auto framing = h1.framing;
     const bool is_upgrade = !h1.upgrade.empty() || h1.method == "CONNECT";
-    RequestHead head = toNeutral(h1);
+    RequestHead head = fromHttp1(h1);
     if (is_upgrade) {
       // Upgrade / CONNECT: from here on the connection is TCP (the upgrade handler writes the
       // head on and relays both ways, including a refusal).
@@ -437,7 +441,11 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     bool write_failed = false;
     bool body_aborted = false;
     if (no_body) {
-      resp.body->cancel();
+      // Nothing of the body is sent; a body that already ended is taken (so its end is seen),
+      // anything still coming is cancelled.
+      auto c = resp.body->tryRead();
+      while (c && c->kind == Body::Kind::kData) c = resp.body->tryRead();
+      if (!c) resp.body->cancel();
     } else {
       // Coalesce the head with whatever body is already here; then stream.
       for (;;) {

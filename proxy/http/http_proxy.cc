@@ -151,6 +151,8 @@ struct RouteSeries {
   Clock::time_point used;
 };
 
+struct DstSeries;
+
 struct Endpoint {
   tcp::endpoint addr;
   std::string identity;  // meshed: the identity its proxy must prove; empty otherwise
@@ -166,6 +168,7 @@ struct Endpoint {
   std::vector<std::shared_ptr<http::H1Client>> h1;
   std::shared_ptr<http::H2Client> h2;
   std::shared_ptr<http::detail::Event> h2_connecting;
+  std::shared_ptr<DstSeries> tcp_series;  // made on the first connection
   Clock::time_point used = Clock::now();
 };
 
@@ -199,6 +202,48 @@ class CountingStream final : public http::ByteStream {
   http::ByteStream& inner_;
   std::shared_ptr<metrics::Counter> read_;
   std::shared_ptr<metrics::Counter> write_;
+};
+
+// The tcp_* series of the connections a worker opens to one endpoint.
+struct DstSeries {
+  std::shared_ptr<metrics::Counter> open_total;
+  std::shared_ptr<metrics::Gauge> open;
+  std::shared_ptr<metrics::Counter> read;
+  std::shared_ptr<metrics::Counter> write;
+  std::shared_ptr<metrics::Counter> closed;
+};
+
+// An upstream connection's stream, counted in its endpoint's tcp_* series for its whole life.
+class CountedUpstream final : public http::ByteStream {
+ public:
+  CountedUpstream(std::unique_ptr<http::ByteStream> inner, std::shared_ptr<DstSeries> s)
+      : inner_(std::move(inner)), s_(std::move(s)) {
+    s_->open_total->inc();
+    s_->open->add();
+  }
+  ~CountedUpstream() override {
+    s_->open->sub();
+    s_->closed->inc();
+  }
+  CountedUpstream(const CountedUpstream&) = delete;
+  CountedUpstream& operator=(const CountedUpstream&) = delete;
+  asio::awaitable<http::IoResult> readSome(char* buf, std::size_t len) override {
+    auto r = co_await inner_->readSome(buf, len);
+    s_->read->inc(r.second);
+    co_return r;
+  }
+  asio::awaitable<http::IoResult> writeAll(const char* buf, std::size_t len) override {
+    auto r = co_await inner_->writeAll(buf, len);
+    s_->write->inc(r.second);
+    co_return r;
+  }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void close(bool reset) override { inner_->close(reset); }
+  tcp::socket& socket() override { return inner_->socket(); }
+
+ private:
+  std::unique_ptr<http::ByteStream> inner_;
+  std::shared_ptr<DstSeries> s_;
 };
 
 }  // namespace
@@ -291,6 +336,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     if (auto g = http::find(resp.head.headers, "grpc-status")) head_grpc = *g;
     std::string proxy_error;
     if (auto e = http::find(resp.head.headers, kProxyError)) proxy_error = *e;
+    if (resp.head.end_stream) {
+      // No body follows (a trailers-only gRPC answer, a HEAD/204/304): complete now.
+      countResponse(rs, status, head_grpc, proxy_error);
+      return;
+    }
     auto self = shared_from_this();
     RouteSeries* series = &rs;  // series_ entries live as long as the Impl (swept only when unused)
     auto prev = std::move(resp.body->on_done);
@@ -389,6 +439,9 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     return cost(*up[a], now) <= cost(*up[b], now) ? up[a] : up[b];
   }
   std::vector<Endpoint*> pick_scratch_;
+  // The drain signals of the connections being served (expired ones are pruned as they go).
+  std::vector<std::weak_ptr<http::DrainSignal>> drains_;
+  bool draining_ = false;
 
   // --- connecting ------------------------------------------------------------------------
 
@@ -441,7 +494,36 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       }
     }
     t->ready();
+    t->stream = std::make_unique<CountedUpstream>(std::move(t->stream), dstSeries(e));
     co_return t;
+  }
+
+  TlsLabels endpointTls(const Endpoint& e) const {
+    if (!s_.identity_enabled) return {{"tls", "disabled"}};
+    if (!e.identity.empty()) return {{"tls", "true"}, {"server_id", e.identity}};
+    if (inbound()) return {{"tls", "no_identity"}, {"no_tls_reason", "loopback"}};
+    return {{"tls", "no_identity"}, {"no_tls_reason", "not_provided_by_service_discovery"}};
+  }
+
+  std::shared_ptr<DstSeries> dstSeries(Endpoint& e) {
+    if (e.tcp_series) return e.tcp_series;
+    metrics::Labels l{{"direction", std::string(directionName(s_.direction))},
+                      {"peer", "dst"},
+                      {"target_addr", addrString(e.addr)},
+                      {"target_ip", net::unmapped(e.addr.address()).to_string()},
+                      {"target_port", std::to_string(e.addr.port())}};
+    auto tls = endpointTls(e);
+    l.insert(l.end(), tls.begin(), tls.end());
+    auto d = std::make_shared<DstSeries>();
+    d->open_total = m_.tcp_open_total.get(l);
+    d->open = m_.tcp_open_connections.get(l);
+    d->read = m_.tcp_read_bytes_total.get(l);
+    d->write = m_.tcp_write_bytes_total.get(l);
+    auto closed = l;
+    closed.emplace_back("errno", "");
+    d->closed = m_.tcp_close_total.get(closed);
+    e.tcp_series = d;
+    return d;
   }
 
   // --- dispatch --------------------------------------------------------------------------
@@ -814,10 +896,14 @@ asio::awaitable<void> HttpProxy::serve(http::ByteStream& downstream, std::string
     return impl->handle(std::move(req), *cc);
   };
   auto on_error = [impl](std::string_view e) { impl->countError(e); };
+  auto drain = std::make_shared<http::DrainSignal>();
+  drain->draining = impl->draining_;
+  std::erase_if(impl->drains_, [](const auto& w) { return w.expired(); });
+  impl->drains_.push_back(drain);
   if (cc->info.h2) {
     http::H2Hooks hooks{on_error};
     auto st = co_await http::serveH2(downstream, std::move(prefix), impl->h2_, std::move(handler),
-                                     std::move(hooks));
+                                     std::move(hooks), drain);
     (void)st;
     co_return;
   }
@@ -827,8 +913,19 @@ asio::awaitable<void> HttpProxy::serve(http::ByteStream& downstream, std::string
   };
   http::H1Hooks hooks{on_error};
   auto st = co_await http::serveH1(downstream, std::move(prefix), impl->h1_, std::move(handler),
-                                   std::move(upgrade), std::move(hooks));
+                                   std::move(upgrade), std::move(hooks), drain);
   (void)st;
+}
+
+void HttpProxy::drain() {
+  impl_->draining_ = true;
+  for (auto& w : impl_->drains_) {
+    if (auto d = w.lock()) {
+      d->draining = true;
+      if (d->notify) d->notify();
+    }
+  }
+  impl_->drains_.clear();
 }
 
 std::unique_ptr<http::ByteStream> makeCountingStream(http::ByteStream& inner,

@@ -55,6 +55,11 @@ class HttpProxy {
   // Serves one downstream connection until it ends. `prefix`: bytes detection already read.
   asio::awaitable<void> serve(http::ByteStream& downstream, std::string prefix, HttpConnInfo info);
 
+  // Graceful shutdown: every connection this worker serves finishes its current requests and
+  // closes (HTTP/1: "connection: close" on the next response, idle ones at once; HTTP/2: GOAWAY).
+  // Call on this worker's thread.
+  void drain();
+
   class Impl;
 
  private:

@@ -98,6 +98,9 @@ class TcpStack::TargetCache {
     if (!http_) http_ = std::make_unique<HttpProxy>(settings_, metrics_, ex_);
     return *http_;
   }
+  void drainHttp() {
+    if (http_) http_->drain();
+  }
 
   std::shared_ptr<TargetSeries> get(const tcp::endpoint& target, const TlsLabels& tls) {
     const auto now = Clock::now();
@@ -831,6 +834,7 @@ void TcpStack::stopAccepting() {
     asio::post(a->acceptor.get_executor(), [a] {
       asio::error_code ignored;
       a->acceptor.close(ignored);
+      a->cache->drainHttp();  // HTTP connections close once their requests are answered
     });
   }
 }

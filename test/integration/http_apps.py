@@ -12,6 +12,7 @@ Routes (path prefix):
   /delay/MS       waits MS milliseconds, then 200
   /bytes/N        N bytes of a repeating pattern, chunked in 64 KiB pieces
   /close          answers with "connection: close" and closes
+  /stream/N/MS    N chunks, MS milliseconds apart (a streaming response)
   (Upgrade)       a request with Connection: upgrade gets 101, then every read is echoed with
                   an "echo:" prefix until EOF
   anything else   200 "ok"
@@ -180,6 +181,18 @@ class Origin:
                     chunked = version == "HTTP/1.1"
                 elif path.startswith("/close"):
                     close = True
+                elif path.startswith("/stream/"):
+                    # N chunks, MS ms apart: a streaming body (the proxy must not buffer it).
+                    _, _, n, ms = path.split("/")[:4]
+                    conn.sendall(b"HTTP/1.1 200 X\r\nx-server: %s\r\ntransfer-encoding: chunked\r\n\r\n"
+                                 % self.name.encode())
+                    for i in range(int(n)):
+                        if i:
+                            time.sleep(int(ms) / 1000.0)
+                        piece = b"chunk %d at %.3f\n" % (i, time.time())
+                        conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    conn.sendall(b"0\r\n\r\n")
+                    continue
                 resp = b"%s %d X\r\nx-server: %s\r\n" % (b"HTTP/1.1", status, self.name.encode())
                 for k, v in extra:
                     resp += b"%s: %s\r\n" % (k, v)

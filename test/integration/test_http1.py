@@ -160,6 +160,17 @@ class Http1Test(unittest.TestCase):
         self.assertEqual(len(resp.body), 30000000)
         self.assertEqual(resp.trailers, [("x-trailer", "done")])
 
+    def test_streaming_response_is_not_buffered(self):
+        s = self.a.connect(B_IP, 7001)
+        s.sendall(b"GET /stream/5/300 HTTP/1.1\r\nHost: s\r\n\r\n")
+        t0 = time.time()
+        first = b""
+        while b"chunk 0" not in first:
+            first += s.recv(4096)
+        # The first chunk arrives long before the last is sent (5 x 300 ms).
+        self.assertLess(time.time() - t0, 0.6)
+        s.close()
+
     def test_keep_alive_and_pipelining_answer_in_order(self):
         s = self.a.connect(B_IP, 7001)
         r = Reader(s)
@@ -302,6 +313,31 @@ class Http1Test(unittest.TestCase):
             self.assertEqual(total, len(plan))
             self.assertEqual(le100, len(plan) - 4, direction)
             self.assertEqual(le200, len(plan), direction)
+
+    # --- graceful shutdown ----------------------------------------------------------------
+
+    def test_sigterm_drains_http_connections(self):
+        d = self.mesh.pod("d", WEFT_PROXY_SHUTDOWN_GRACE_PERIOD="60s")
+        idle = d.connect(B_IP, 7001)
+        idle_reader = Reader(idle)
+        idle.sendall(b"GET /status/200 HTTP/1.1\r\nHost: drain\r\n\r\n")
+        self.assertEqual(idle_reader.read_final().status, 200)
+        busy = d.connect(B_IP, 7001)
+        busy.sendall(b"GET /delay/700 HTTP/1.1\r\nHost: drain\r\n\r\n")
+        time.sleep(0.2)
+        t0 = time.time()
+        d.proxy.proc.send_signal(15)
+        # The idle keep-alive connection is closed at once; the busy one gets its answer, marked
+        # as the last on that connection; the proxy then exits long before the grace period.
+        self.assertTrue(idle_reader.closed(timeout=5))
+        r = Reader(busy).read_final()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("connection"), "close")
+        self.assertEqual(d.proxy.proc.wait(timeout=10), 0)
+        self.assertLess(time.time() - t0, 5)
+        idle.close()
+        busy.close()
+        d.proxy.assert_clean(self)
 
     # --- load balancing -------------------------------------------------------------------
 

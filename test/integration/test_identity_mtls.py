@@ -1,6 +1,10 @@
 """Identity and mutual TLS, for real: anchor and issuer from `weft certs`, the identity service
 in its own pod, two meshed proxies, real TLS 1.3 between them; every refusal case made with real
-certificates (python3-cryptography), and rotation under load."""
+certificates (python3-cryptography), and rotation under load.
+
+(Payloads here are deliberately not HTTP — "GET_/_HTTP/1.1" is no request line — so these
+tests exercise mTLS at layer 4; HTTP over the mesh, which rides HTTP/2 between the proxies, is
+covered by test_http_mesh.py, and by the HTTP load in the rotation test below.)"""
 
 import datetime
 import hashlib
@@ -18,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
 
 from mesh_identity import IdentityPlane, identity_name
+from http1_client import Reader
+from http_apps import Origin
 from weft_harness import Mesh, Server, digest_handler, recv_all, require_root, wait_for
 
 WEB = identity_name("web")
@@ -125,7 +131,7 @@ class MeshTlsTest(unittest.TestCase):
         for port in (7001, 7025):
             payload = os.urandom(300_000) if port == 7001 else b"opaque bytes"
             digest, count = self.exchange(self.a, self.b.ip, port,
-                                          b"GET / HTTP/1.1\r\nhost: b\r\n\r\n" + payload if port == 7001 else payload)
+                                          b"GET_/_HTTP/1.1\r\nhost: b\r\n\r\n" + payload if port == 7001 else payload)
             self.assertEqual(int(count), len(payload) + (27 if port == 7001 else 0))
             a = self.a.proxy.metrics()
             b = self.b.proxy.metrics()
@@ -235,13 +241,36 @@ class RotationTest(unittest.TestCase):
         a = self.mesh.pod("a", **idp.proxy_env("web", static_identities=f"{b.ip}={BACKEND}"))
         srv = Server(b, 7001, digest_handler)
         self.addCleanup(srv.close)
+        with b.netns():
+            Origin(7002, "b").start()
         failures, done, stop = [], [0], threading.Event()
+
+        def http_load():
+            # HTTP rides one multiplexed HTTP/2 connection between the proxies: it must survive
+            # the certificates changing under it too.
+            s, r = None, None
+            while not stop.is_set():
+                try:
+                    if s is None:
+                        s = a.connect(b.ip, 7002, timeout=10)
+                        r = Reader(s)
+                    s.sendall(b"GET /status/200 HTTP/1.1\r\nHost: rot\r\n\r\n")
+                    resp = r.read_final()
+                    if resp.status != 200:
+                        failures.append(resp.raw_head)
+                    done[0] += 1
+                    time.sleep(0.01)
+                except (OSError, EOFError) as e:
+                    failures.append(repr(e))
+                    s = None
+            if s is not None:
+                s.close()
 
         def load():
             while not stop.is_set():
                 try:
                     s = a.connect(b.ip, 7001, timeout=10)
-                    s.sendall(b"GET / HTTP/1.1\r\n\r\nping")
+                    s.sendall(b"GET_/_HTTP/1.1\r\n\r\nping")
                     s.shutdown(socket.SHUT_WR)
                     reply = recv_all(s)
                     s.close()
@@ -250,7 +279,7 @@ class RotationTest(unittest.TestCase):
                     done[0] += 1
                 except OSError as e:
                     failures.append(repr(e))
-        workers = [threading.Thread(target=load) for _ in range(2)]
+        workers = [threading.Thread(target=load) for _ in range(2)] + [threading.Thread(target=http_load)]
         for w in workers:
             w.start()
         try:
@@ -288,7 +317,7 @@ class RotationTest(unittest.TestCase):
         self.assertIn("certificate expired without a replacement", a.proxy.log())
         before = a.proxy.metrics().sum("outbound_tcp_errors_total", error="identity_not_ready")
         s = a.connect(b.ip, 7001)
-        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET_/_HTTP/1.1\r\n\r\n")
         try:
             self.assertEqual(s.recv(10), b"")
         except ConnectionResetError:
@@ -301,7 +330,7 @@ class RotationTest(unittest.TestCase):
         wait_for(lambda: a.proxy.admin("/ready")[0] == 200 and b.proxy.admin("/ready")[0] == 200, timeout=90,
                  interval=0.5, what="ready again")
         s = a.connect(b.ip, 7001)
-        s.sendall(b"GET / HTTP/1.1\r\n\r\nback")
+        s.sendall(b"GET_/_HTTP/1.1\r\n\r\nback")
         s.shutdown(socket.SHUT_WR)
         self.assertTrue(recv_all(s).endswith(b" 22\n"))
         s.close()
@@ -317,7 +346,7 @@ class RotationTest(unittest.TestCase):
         srv = Server(b, 7001, digest_handler)
         self.addCleanup(srv.close)
         s = a.connect(b.ip, 7001)
-        s.sendall(b"GET / HTTP/1.1\r\n\r\nskewed")
+        s.sendall(b"GET_/_HTTP/1.1\r\n\r\nskewed")
         s.shutdown(socket.SHUT_WR)
         self.assertTrue(recv_all(s).endswith(b" 24\n"))
         s.close()

@@ -12,6 +12,7 @@ import threading
 import time
 import unittest
 
+from http_apps import Origin
 from weft_harness import (Mesh, Server, digest_handler, recv_all, recv_exactly, require_root,
                           wait_for, PROXY_UID, BIN_DIR)
 
@@ -163,11 +164,16 @@ class L4Test(unittest.TestCase):
                                       reason="opaque_port"), 1)
 
     def test_http1_and_tls_are_detected_and_recorded_per_port(self):
-        s = self.a.connect(self.b.ip, 7001)
-        s.sendall(b"GET /x HTTP/1.1\r\nhost: b\r\n\r\n")
-        s.shutdown(socket.SHUT_WR)
-        recv_all(s)
+        # HTTP is proxied per request (test_http1.py), so it goes to an HTTP origin.
+        with self.b.netns():
+            origin = Origin(7012, "b")
+        origin.start()
+        s = self.a.connect(self.b.ip, 7012)
+        s.sendall(b"GET /x HTTP/1.1\r\nhost: b\r\nconnection: close\r\n\r\n")
+        reply = recv_all(s)
         s.close()
+        origin.sock.close()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:100])
         hello = bytes.fromhex("16030100") + b"\x30" + b"\x01\x00\x00\x2c\x03\x03" + b"\x00" * 32 + \
             b"\x00\x00\x02\x13\x01\x01\x00\x00\x01\x00"
         s = self.a.connect(self.b.ip, 7001)
@@ -177,19 +183,25 @@ class L4Test(unittest.TestCase):
         s.close()
         self.assertEqual(int(count), len(hello), "TLS bytes pass through intact")
         m = self.a.proxy.metrics()
-        self.assertGreaterEqual(m.sum("protocol_detect_total", direction="outbound", target_port=7001,
+        self.assertGreaterEqual(m.sum("protocol_detect_total", direction="outbound", target_port=7012,
                                       protocol="http1", reason="detected"), 1)
         b = self.b.proxy.metrics()
-        self.assertGreaterEqual(b.sum("protocol_detect_total", direction="inbound", target_port=7001,
+        self.assertGreaterEqual(b.sum("protocol_detect_total", direction="inbound", target_port=7012,
                                       protocol="http1", reason="detected"), 1)
         self.assertGreaterEqual(m.sum("protocol_detect_duration_ms_count", direction="outbound",
-                                      target_port=7001), 2)
+                                      target_port=7001), 1)
 
     def test_garbage_input_is_forwarded_as_opaque_and_never_crashes(self):
         for payload in (b"\x16\x03\x01\xff\xff" + os.urandom(100), b"PRI * HTTP/2.0\r\n\r\nXX", b"\x00" * 5000,
-                        b"GET " + b"a" * 20000, os.urandom(40000), b"\r\n\r\n\r\n"):
+                        b"GT " + b"a" * 20000, os.urandom(40000), b"\r\n\r\n\r\n"):
             digest, count = self.send_and_digest(payload)
             self.assertEqual(digest, hashlib.sha256(payload).hexdigest())
+        # Starts like HTTP: answered by the proxy's strict parser, never forwarded.
+        s = self.a.connect(self.b.ip, 7001)
+        s.sendall(b"GET " + b"a" * 20000)
+        s.shutdown(socket.SHUT_WR)
+        self.assertTrue(recv_all(s).startswith(b"HTTP/1.1 414"))
+        s.close()
         self.assertEqual(self.a.proxy.proc.poll(), None)
 
     # --- interception rules ----------------------------------------------------------------------
@@ -226,7 +238,7 @@ class L4Test(unittest.TestCase):
         before = self.a.proxy.metrics().sum("inbound_tcp_errors_total")
         before_b = self.b.proxy.metrics().sum("inbound_tcp_errors_total", error="connect_refused")
         s = self.a.connect(self.b.ip, 7555)  # nothing listens there
-        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"hello, not http\r\n")  # HTTP gets a 502 instead (test_http1.py)
         with self.assertRaises((ConnectionResetError, BrokenPipeError)):
             data = s.recv(10)
             if data == b"":
@@ -408,7 +420,7 @@ class LifecycleTest(unittest.TestCase):
         self.assertTrue({"weft-worker-0", "weft-worker-1", "weft-admin"} <= names, names)
         for _ in range(20):
             s = a.connect(b.ip, 7001)
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.sendall(b"not http, 18 bytes")
             s.shutdown(socket.SHUT_WR)
             self.assertTrue(recv_all(s).endswith(b" 18\n"))
             s.close()

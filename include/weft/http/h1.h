@@ -50,6 +50,10 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
                                 Handler handler, UpgradeHandler upgrade, H1Hooks hooks = {},
                                 std::shared_ptr<DrainSignal> drain = nullptr);
 
+// The protocol-neutral head of a parsed HTTP/1 request (moves strings out of `h`): hop-by-hop
+// fields (and those Connection names) removed, target split per its form, framing noted.
+RequestHead fromHttp1(http1::RequestHead& h);
+
 // The HTTP/1 request line + field section for `head` (exactly what serveH1 would forward).
 // `chunked`: add "Transfer-Encoding: chunked" (the body's length is not known). `upgrade`: keep
 // the Connection and Upgrade fields (an Upgrade / CONNECT request handed on as it came).
