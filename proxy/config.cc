@@ -11,10 +11,13 @@ namespace weft::proxy {
 namespace {
 
 constexpr std::string_view kDefaultOpaquePorts = "25,587,3306,4444,5432,6379,9300,11211";
+// Linkerd's default clusterNetworks: private and shared address space.
+constexpr std::string_view kDefaultDestinationNetworks =
+    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
 
 // Every variable we read; anything else starting with WEFT_PROXY_ is reported as unknown.
-constexpr std::array<std::string_view, 35> kKnown = {
+constexpr std::array<std::string_view, 36> kKnown = {
     "WEFT_PROXY_IDENTITY_SVC_ADDR", "WEFT_PROXY_IDENTITY_SVC_NAME",
     "WEFT_PROXY_IDENTITY_LOCAL_NAME", "WEFT_PROXY_IDENTITY_TRUST_ANCHORS",
     "WEFT_PROXY_IDENTITY_TRUST_ANCHORS_FILE", "WEFT_PROXY_IDENTITY_TOKEN_FILE",
@@ -32,7 +35,8 @@ constexpr std::array<std::string_view, 35> kKnown = {
     "WEFT_PROXY_DESTINATION_DISABLED", "WEFT_PROXY_DESTINATION_STATIC_ENDPOINTS",
     "WEFT_PROXY_HTTP_MAX_REQUEST_LINE", "WEFT_PROXY_HTTP_MAX_HEADER_BYTES",
     "WEFT_PROXY_HTTP_MAX_HEADERS",     "WEFT_PROXY_HTTP_HEAD_TIMEOUT",
-    "WEFT_PROXY_INBOUND_REQUEST_TIMEOUT", "WEFT_PROXY_OUTBOUND_REQUEST_TIMEOUT"};
+    "WEFT_PROXY_INBOUND_REQUEST_TIMEOUT", "WEFT_PROXY_OUTBOUND_REQUEST_TIMEOUT",
+    "WEFT_PROXY_DESTINATION_NETWORKS"};
 
 Error named(std::string_view var, const Error& e) {
   return Error::internal("invalid_config", std::string(var) + ": " + e.context);
@@ -156,7 +160,17 @@ Result<LoadedConfig> loadConfig(const Getenv& getenv, const std::vector<std::str
       *out = *b;
     }
   }
-  if (auto v = get("WEFT_PROXY_DESTINATION_ADDR")) c.destination_addr = *v;
+  if (auto v = get("WEFT_PROXY_DESTINATION_ADDR"); v && !v->empty()) {
+    auto hp = config::parseHostPort(*v);
+    if (!hp) return named("WEFT_PROXY_DESTINATION_ADDR", hp.error());
+    c.destination_addr = *v;
+  }
+  {
+    auto v = get("WEFT_PROXY_DESTINATION_NETWORKS");
+    auto nets = config::parseSubnets(v ? *v : kDefaultDestinationNetworks);
+    if (!nets) return named("WEFT_PROXY_DESTINATION_NETWORKS", nets.error());
+    c.destination_networks = std::move(nets).value();
+  }
   if (auto v = get("WEFT_PROXY_DESTINATION_STATIC_IDENTITIES")) c.static_identities = *v;
   if (auto v = get("WEFT_PROXY_DESTINATION_STATIC_ENDPOINTS")) c.static_endpoints = *v;
 

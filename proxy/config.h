@@ -63,6 +63,8 @@ struct ProxyConfig {
   std::chrono::milliseconds outbound_request_timeout{0};
 
   std::string destination_addr;  // empty: forward to the original destination
+  // Targets inside these are looked up in the destination service (Linkerd's clusterNetworks).
+  std::vector<config::Subnet> destination_networks;
 };
 
 using Getenv = std::function<const char*(const char*)>;

@@ -67,6 +67,13 @@ StackSettings stackSettings(const ProxyConfig& c, Direction d,
   s.http_head_timeout = c.http_head_timeout;
   s.request_timeout = in ? c.inbound_request_timeout : c.outbound_request_timeout;
   if (!in) s.endpoints = std::move(endpoints);
+  if (!in && !c.destination_addr.empty()) {
+    auto hp = config::parseHostPort(c.destination_addr).value();  // validated by loadConfig
+    DestinationSettings dest;
+    dest.addr = asio::ip::tcp::endpoint(asio::ip::make_address(hp.host), hp.port);
+    dest.networks = c.destination_networks;
+    s.destination = dest;
+  }
   return s;
 }
 
@@ -104,6 +111,10 @@ int run() {
   if (cfg.destination_addr.empty()) {
     spdlog::info("no destination service configured: forwarding to each connection's original "
                  "destination");
+  } else {
+    std::string nets;
+    for (const auto& n : cfg.destination_networks) nets += (nets.empty() ? "" : ",") + n.toString();
+    spdlog::info("destination service {}: looking up targets in {}", cfg.destination_addr, nets);
   }
 
   runtime::ShutdownSignal shutdown;  // before any thread starts

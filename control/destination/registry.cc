@@ -284,6 +284,15 @@ Result<RegistryState::Service> parseServiceJson(std::string_view text, std::stri
     s.opaque_ports.erase(std::unique(s.opaque_ports.begin(), s.opaque_ports.end()),
                          s.opaque_ports.end());
   }
+  auto cluster_ip = stringField(j, "clusterIP");
+  if (!cluster_ip) return cluster_ip.error();
+  if (!cluster_ip->empty()) {
+    auto canonical = canonicalAnyIp(*cluster_ip);
+    if (!canonical) {
+      return badFile("\"clusterIP\" is not an IP address: \"" + printable(*cluster_ip) + "\"");
+    }
+    s.cluster_ip = *canonical;
+  }
   return s;
 }
 
@@ -433,10 +442,24 @@ RegistryState loadRegistry(const std::string& registry_dir) {
 
 Resolution resolve(const RegistryState& state, const Target& target) {
   Resolution r;
-  if (target.kind == Target::Kind::kService) {
-    auto it = state.services.find({target.ns, target.name});
-    if (it == state.services.end()) return r;
-    const auto& svc = it->second;
+  const RegistryState::Service* by_ip = nullptr;
+  if (target.kind == Target::Kind::kIp) {
+    // A service's virtual IP (local mode's clusterIP) resolves as the service.
+    for (const auto& [key, svc] : state.services) {
+      if (!svc.cluster_ip.empty() && svc.cluster_ip == target.ip) {
+        by_ip = &svc;
+        break;
+      }
+    }
+  }
+  if (target.kind == Target::Kind::kService || by_ip != nullptr) {
+    const RegistryState::Service* found = by_ip;
+    if (found == nullptr) {
+      auto it = state.services.find({target.ns, target.name});
+      if (it == state.services.end()) return r;
+      found = &it->second;
+    }
+    const auto& svc = *found;
     auto port = std::find_if(svc.ports.begin(), svc.ports.end(),
                              [&](const auto& p) { return p.port == target.port; });
     if (port == svc.ports.end()) return r;  // no such service port: unknown, like no service

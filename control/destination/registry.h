@@ -151,7 +151,9 @@ using EndpointSourcePtr = std::unique_ptr<EndpointSource>;
 //      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": null},
 //                {"name": "db", "port": 5432, "protocol": "opaque"}],    // targetPort = port
 //      "selector": {"app": "web"},                                       // {} selects nothing
-//      "opaquePorts": [5432]}                                            // service ports
+//      "opaquePorts": [5432],                                            // service ports
+//      "clusterIP": "10.90.0.1"}     // optional: the service's virtual IP; "<clusterIP>:<port>"
+//                                    // targets resolve as the service (local mode, SPEC §4)
 //   <state>/registry/workloads/<namespace>/<name>.json
 //     {"namespace": "default", "name": "web-0", "labels": {"app": "web"},
 //      "serviceAccount": "web", "deployment": "web", "ip": "10.0.0.5",
@@ -174,6 +176,7 @@ struct RegistryState {
     std::vector<Port> ports;
     std::map<std::string, std::string> selector;
     std::vector<uint16_t> opaque_ports;
+    std::string cluster_ip;  // the service's virtual IP (canonical text), or empty
   };
   struct Workload {
     std::string ns;

@@ -149,6 +149,7 @@ struct RouteSeries {
   std::unordered_map<std::string, std::shared_ptr<metrics::Counter>> responses;
   std::unordered_map<int, std::shared_ptr<metrics::Histogram>> latency;
   Clock::time_point used;
+  std::weak_ptr<RouteSeries> self;
 };
 
 struct DstSeries;
@@ -159,6 +160,7 @@ struct Endpoint {
   Kind kind = Kind::kH1;
   // Peak-EWMA (Finagle / Linkerd): cost = ewma latency x (pending + 1).
   double ewma_ms = 30;
+  bool measured = false;  // ewma_ms holds a real sample (else the default)
   Clock::time_point ewma_at = Clock::now();
   int pending = 0;
   // Failure back-off: connect failures take the endpoint out of rotation for a while.
@@ -169,6 +171,8 @@ struct Endpoint {
   std::shared_ptr<http::H2Client> h2;
   std::shared_ptr<http::detail::Event> h2_connecting;
   std::shared_ptr<DstSeries> tcp_series;  // made on the first connection
+  metrics::Labels dst_labels;             // from discovery (dst_namespace, dst_pod, ...)
+  uint64_t labels_version = 0;            // the Discovery version they came from
   Clock::time_point used = Clock::now();
 };
 
@@ -263,7 +267,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
   http::H2Settings h2_;
   std::mt19937 rng_;
   std::unordered_map<std::string, std::unique_ptr<Endpoint>> endpoints_;
-  std::unordered_map<std::string, std::unique_ptr<RouteSeries>> series_;
+  std::unordered_map<std::string, std::shared_ptr<RouteSeries>> series_;
   Clock::time_point last_sweep_ = Clock::now();
 
   bool inbound() const { return s_.direction == Direction::kInbound; }
@@ -275,7 +279,8 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
 
   // --- metrics ---------------------------------------------------------------------------
 
-  RouteSeries& routeSeries(const tcp::endpoint& target, std::string_view authority, const TlsLabels& tls) {
+  RouteSeries& routeSeries(const tcp::endpoint& target, std::string_view authority, const TlsLabels& tls,
+                           const metrics::Labels* dst = nullptr) {
     std::string key(reinterpret_cast<const char*>(target.data()), target.size());
     key.push_back('\0');
     key.append(authority);
@@ -283,20 +288,32 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       key.push_back('\0');
       key.append(v);
     }
+    if (dst != nullptr) {
+      for (const auto& [k, v] : *dst) {
+        key.push_back('\1');
+        key.append(k);
+        key.push_back('=');
+        key.append(v);
+      }
+    }
     auto& slot = series_[key];
     if (!slot) {
-      slot = std::make_unique<RouteSeries>();
+      slot = std::make_shared<RouteSeries>();
       slot->labels = {{"direction", std::string(directionName(s_.direction))},
                       {"authority", std::string(authority)},
                       {"target_addr", addrString(target)},
                       {"target_ip", net::unmapped(target.address()).to_string()},
                       {"target_port", std::to_string(target.port())}};
       slot->labels.insert(slot->labels.end(), tls.begin(), tls.end());
+      if (dst != nullptr) slot->labels.insert(slot->labels.end(), dst->begin(), dst->end());
       slot->requests = m_.request_total.get(slot->labels);
+      slot->self = slot;
     }
     slot->used = Clock::now();
     return *slot;
   }
+
+  std::shared_ptr<RouteSeries> seriesPtr(RouteSeries& rs) { return rs.self.lock(); }
 
   void observeLatency(RouteSeries& rs, int status, double latency_ms) {
     auto& h = rs.latency[status];
@@ -341,12 +358,16 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       countResponse(rs, status, head_grpc, proxy_error);
       return;
     }
-    auto self = shared_from_this();
-    RouteSeries* series = &rs;  // series_ entries live as long as the Impl (swept only when unused)
+    // Weakly: the body may be held by a pool connection the Impl owns.
+    std::weak_ptr<Impl> weak = weak_from_this();
+    // Held until the body ends: a stream may outlive the series' idle sweep.
+    std::shared_ptr<RouteSeries> series = seriesPtr(rs);
     auto prev = std::move(resp.body->on_done);
-    resp.body->on_done = [self, series, status, grpc, head_grpc, proxy_error, prev](
+    resp.body->on_done = [weak, series, status, grpc, head_grpc, proxy_error, prev](
                              Body::Kind kind, const http::Fields& trailers, std::string_view error) {
       if (prev) prev(kind, trailers, error);
+      auto self = weak.lock();
+      if (!self) return;
       std::string grpc_status = head_grpc;
       if (grpc && grpc_status.empty()) {
         if (auto g = http::find(trailers, "grpc-status")) grpc_status = *g;
@@ -364,7 +385,9 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     const auto now = Clock::now();
     if (now - last_sweep_ < std::chrono::minutes(1)) return;
     last_sweep_ = now;
-    std::erase_if(series_, [&](auto& kv) { return now - kv.second->used > std::chrono::minutes(10); });
+    std::erase_if(series_, [&](auto& kv) {
+      return kv.second.use_count() == 1 && now - kv.second->used > std::chrono::minutes(10);
+    });
     std::erase_if(endpoints_, [&](auto& kv) {
       Endpoint& e = *kv.second;
       return e.pending == 0 && now - e.used > std::chrono::minutes(10);
@@ -388,8 +411,9 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
 
   double cost(Endpoint& e, Clock::time_point now) {
     if (e.down_until > now) return 1e12;
-    // Decay the EWMA towards the default while no sample arrives, so a once-slow endpoint is
-    // tried again.
+    // Not measured yet and idle: free, so every new endpoint gets measured (otherwise the first
+    // one measured below the default would take all sequential traffic).
+    if (!e.measured && e.pending == 0) return 0;
     return e.ewma_ms * (e.pending + 1);
   }
 
@@ -397,6 +421,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     const auto now = Clock::now();
     const double elapsed = ms(now - e.ewma_at);
     e.ewma_at = now;
+    if (!e.measured) {
+      e.measured = true;
+      e.ewma_ms = rtt_ms;  // the first sample replaces the default
+      return;
+    }
     if (rtt_ms > e.ewma_ms) {
       e.ewma_ms = rtt_ms;  // peak: jump up at once
     } else {
@@ -436,9 +465,15 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     std::size_t a = d(rng_);
     std::size_t b = d(rng_);
     if (b == a) b = (a + 1) % up.size();
-    return cost(*up[a], now) <= cost(*up[b], now) ? up[a] : up[b];
+    // Costs within 25 % (or 2 ms) of each other are a tie, and `a` is already a random pick:
+    // equally good endpoints share the traffic instead of the marginally faster taking it all.
+    const double ca = cost(*up[a], now);
+    const double cb = cost(*up[b], now);
+    const double tolerance = std::max(0.25 * std::max(ca, cb), 2.0);
+    return cb < ca - tolerance ? up[b] : up[a];
   }
   std::vector<Endpoint*> pick_scratch_;
+  std::shared_ptr<DestinationClient> dest_;
   // The drain signals of the connections being served (expired ones are pruned as they go).
   std::vector<std::weak_ptr<http::DrainSignal>> drains_;
   bool draining_ = false;
@@ -583,10 +618,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
           co_return t.error();
         }
         if (e.h2) e.h2->shutdown();
-        e.h2 = http::H2Client::start(std::move(t.value()), h2_,
-                                     http::H2Hooks{[self = shared_from_this()](std::string_view err) {
-                                       self->countError(err);
-                                     }});
+        // The hook holds the Impl weakly: the Impl owns this client (no cycle).
+        http::H2Hooks hooks{[weak = weak_from_this()](std::string_view err) {
+          if (auto self = weak.lock()) self->countError(err);
+        }};
+        e.h2 = http::H2Client::start(std::move(t.value()), h2_, std::move(hooks));
       }
       const bool replayable = req.head.end_stream;
       http::RequestHead head_copy;
@@ -690,7 +726,25 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       if (inbound() || !s_.identity_enabled || !s_.meshed) return nullptr;
       return s_.meshed->identityFor(ep);
     };
-    if (list) {
+    DiscoveryPtr discovered;
+    if (!inbound() && dest_ && dest_->inScope(cc.info.target)) {
+      auto d = co_await dest_->resolve(cc.info.target);
+      if (!d || !(*d)->exists) {
+        ProxyErr pe{503, !d ? "discovery_unavailable" : "unknown_destination", 14};
+        countError(pe.kind);
+        co_return errorResponse(ex_, head_for_errors, pe);
+      }
+      discovered = *d;
+      for (const auto& de : discovered->endpoints) {
+        const std::string* id = (s_.identity_enabled && !de.identity.empty()) ? &de.identity : nullptr;
+        Endpoint& e = endpoint(de.addr, kindFor(id), id);
+        if (e.labels_version != discovered->version) {
+          e.dst_labels = de.labels;
+          e.labels_version = discovered->version;
+        }
+        candidates.push_back(&e);
+      }
+    } else if (list) {
       for (const auto& ep : *list) {
         const std::string* id = identityOf(ep);
         candidates.push_back(&endpoint(ep, kindFor(id), id));
@@ -718,7 +772,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       } else {
         tls = {{"tls", "no_identity"}, {"no_tls_reason", "not_provided_by_service_discovery"}};
       }
-      rs = &routeSeries(e->addr, req.head.authority, tls);
+      rs = &routeSeries(e->addr, req.head.authority, tls, e->dst_labels.empty() ? nullptr : &e->dst_labels);
       rs->requests->inc();
       if (e->kind == Kind::kMeshH2 && req.head.proto != http::Proto::kHttp2) {
         std::string v(http::protoName(req.head.proto));
@@ -877,8 +931,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
   }
 };
 
-HttpProxy::HttpProxy(const StackSettings& settings, ProxyMetrics& metrics, asio::any_io_executor ex)
-    : impl_(std::make_shared<Impl>(settings, metrics, std::move(ex))) {}
+HttpProxy::HttpProxy(const StackSettings& settings, ProxyMetrics& metrics, asio::any_io_executor ex,
+                     std::shared_ptr<DestinationClient> destination)
+    : impl_(std::make_shared<Impl>(settings, metrics, std::move(ex))) {
+  impl_->dest_ = std::move(destination);
+}
 
 HttpProxy::~HttpProxy() {
   for (auto& [k, e] : impl_->endpoints_) {

@@ -47,7 +47,9 @@ std::unique_ptr<http::ByteStream> makeCountingStream(http::ByteStream& inner,
 
 class HttpProxy {
  public:
-  HttpProxy(const StackSettings& settings, ProxyMetrics& metrics, asio::any_io_executor ex);
+  // `destination`: the worker's destination client (outbound with discovery), or null.
+  HttpProxy(const StackSettings& settings, ProxyMetrics& metrics, asio::any_io_executor ex,
+            std::shared_ptr<DestinationClient> destination = nullptr);
   ~HttpProxy();
   HttpProxy(const HttpProxy&) = delete;
   HttpProxy& operator=(const HttpProxy&) = delete;

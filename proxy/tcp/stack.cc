@@ -14,8 +14,10 @@
 #include <cstring>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <random>
 #include <unordered_map>
 
+#include "proxy/discovery/destination_client.h"
 #include "proxy/http/http_proxy.h"
 #include "weft/detect/detect.h"
 #include "weft/http/stream.h"
@@ -95,11 +97,19 @@ class TcpStack::TargetCache {
 
   // This worker's HTTP layer for this stack (pools, balancer state), made on first use.
   HttpProxy& http() {
-    if (!http_) http_ = std::make_unique<HttpProxy>(settings_, metrics_, ex_);
+    if (!http_) http_ = std::make_unique<HttpProxy>(settings_, metrics_, ex_, destination());
     return *http_;
+  }
+  // This worker's destination client (outbound, when a destination service is configured).
+  const std::shared_ptr<DestinationClient>& destination() {
+    if (!dest_ && settings_.destination) {
+      dest_ = std::make_shared<DestinationClient>(ex_, *settings_.destination);
+    }
+    return dest_;
   }
   void drainHttp() {
     if (http_) http_->drain();
+    if (dest_) dest_->shutdown();
   }
 
   std::shared_ptr<TargetSeries> get(const tcp::endpoint& target, const TlsLabels& tls) {
@@ -163,6 +173,7 @@ class TcpStack::TargetCache {
   ProxyMetrics& metrics_;
   asio::any_io_executor ex_;
   std::unique_ptr<HttpProxy> http_;
+  std::shared_ptr<DestinationClient> dest_;
   std::unordered_map<std::string, std::shared_ptr<TargetSeries>> entries_;
   // Ports are few and detection series are tiny: kept for the process's life.
   std::unordered_map<uint16_t, DetectSeries> detect_;
@@ -535,6 +546,30 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     co_return;
   }
 
+  // 2b. Outbound opaque TCP (or foreign TLS) to a target discovery knows: one of its endpoints.
+  // (HTTP is balanced per request by the HTTP layer instead.)
+  tcp::endpoint upstream = target;  // where the application's bytes go
+  std::string discovered_id;        // the identity discovery says that endpoint's proxy has
+  uint16_t discovered_inbound = 0;  // its proxy's inbound port, when discovery says it
+  const bool is_http = detected.protocol == detect::Protocol::kHttp1 ||
+                       detected.protocol == detect::Protocol::kHttp2;
+  if (!inbound && !is_http && c->cache_.destination() && c->cache_.destination()->inScope(target)) {
+    auto d = co_await c->cache_.destination()->resolve(target);
+    if (!d || !(*d)->exists || (*d)->endpoints.empty()) {
+      const char* why = !d ? "discovery_unavailable" : !(*d)->exists ? "unknown_destination" : "no_endpoints";
+      countError(s, c->metrics_, why);
+      spdlog::debug("outbound: {} for {}", why, addrString(target));
+      net::setResetOnClose(c->client_);
+      co_return;
+    }
+    const auto& eps = (*d)->endpoints;
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    const auto& ep = eps[rng() % eps.size()];
+    upstream = ep.addr;
+    if (s.identity_enabled) discovered_id = ep.identity;
+    discovered_inbound = ep.inbound_port;
+  }
+
   // 3. Mesh TLS: who the peer is, and whether we terminate or originate it.
   TlsLabels tls_labels;
   const std::string* server_id = nullptr;
@@ -571,7 +606,9 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
       } else {
         tls_labels = {{"tls", "no_identity"}, {"no_tls_reason", "no_tls_from_remote"}};
       }
-    } else if (s.meshed && (server_id = s.meshed->identityFor(target)) != nullptr) {
+    } else if (!discovered_id.empty() ||
+               (s.meshed && (server_id = s.meshed->identityFor(upstream)) != nullptr)) {
+      if (!discovered_id.empty()) server_id = &discovered_id;
       if (!c->snapshot_) {
         countError(s, c->metrics_, "identity_not_ready");
         net::setResetOnClose(c->client_);
@@ -582,6 +619,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
       tls_labels = {{"tls", "no_identity"}, {"no_tls_reason", "not_provided_by_service_discovery"}};
     }
   }
+  if (inbound) upstream = target;  // the application's port, from the transport header
   c->series_ = c->cache_.get(target, tls_labels);
   TargetSeries& series = *c->series_;
   c->opened(series.src, c->src_open_);
@@ -609,7 +647,10 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
 
   // 4. Connect, bounded by the connect timeout. A meshed endpoint is dialled on its proxy's
   // inbound port; the transport header carries the application's port.
-  const tcp::endpoint dial = server_id != nullptr ? tcp::endpoint(target.address(), s.mesh_port) : target;
+  const tcp::endpoint dial =
+      server_id != nullptr
+          ? tcp::endpoint(upstream.address(), discovered_inbound != 0 ? discovered_inbound : s.mesh_port)
+          : upstream;
   c->armDeadline(s.connect_timeout, c->server_);
   auto [cec] = co_await c->server_.async_connect(dial, kAwait);
   c->disarmDeadline();
@@ -635,7 +676,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     c->armDeadline(s.tls_handshake_timeout, c->server_);
     if (st) st = co_await c->server_tls_->handshake();
     if (st) {
-      auto header = tls::makeTransportHeader(target.port());
+      auto header = tls::makeTransportHeader(upstream.port());
       auto [wec, n] = co_await c->server_tls_->writeAll(header.data(), header.size());
       if (wec) st = Error::upstream("io", wec.message());
     }
@@ -650,6 +691,8 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     }
   }
   c->opened(series.dst, c->dst_open_);
+  spdlog::debug("{}: {} -> {}{}", directionName(s.direction), addrString(target), addrString(dial),
+                server_id != nullptr ? " (mTLS, " + *server_id + ")" : "");
 
   // 5. Forward: first the bytes detection read, then both directions until both are done.
   if (prefix.len > 0) {

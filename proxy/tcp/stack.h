@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/discovery/destination_client.h"
 #include "proxy/proxy_metrics.h"
 #include "weft/config/values.h"
 #include "weft/http1/codec.h"
@@ -75,8 +76,10 @@ struct StackSettings {
   std::chrono::milliseconds http_head_timeout{10'000};
   // Time from a request's head to its response's head; 0 = unbounded. Past it: 504.
   std::chrono::milliseconds request_timeout{0};
-  // Outbound: load-balanced services (static resolver until discovery).
+  // Outbound: load-balanced services of the static resolver (tests, bring-up).
   std::shared_ptr<const StaticEndpoints> endpoints;
+  // Outbound: the destination service, for targets inside its networks (SPEC §4).
+  std::optional<DestinationSettings> destination;
   std::size_t max_connections_per_endpoint = 10'000;
   // Peak-EWMA (SPEC §2): the latency assumed for an endpoint not yet measured, and the decay.
   std::chrono::milliseconds ewma_default_rtt{30};
