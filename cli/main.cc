@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
 
   addCertsCommand(app);
   addVersionCommand(app);
+  addLocalCommand(app);
+  addVizCommand(app);
+  addCheckCommand(app);
+  addDemoCommand(app);
 
   try {
     app.parse(argc, argv);

@@ -32,5 +32,14 @@ inline CLI::Option* addOutputOption(CLI::App* command, std::string& output) {
 void addCertsCommand(CLI::App& app);
 // `weft version`: the client's version, and the control plane's when reachable.
 void addVersionCommand(CLI::App& app);
+// `weft local up|run|status|down`: the mesh on one machine (docs/local.md).
+void addLocalCommand(CLI::App& app);
+// `weft viz stat|edges`: golden metrics and traffic edges from Prometheus (SPEC §7).
+void addVizCommand(CLI::App& app);
+// `weft check`: grouped health checks of the local mesh, each linked to docs/checks.md.
+void addCheckCommand(CLI::App& app);
+
+// `weft demo`: the demo application (demo/) meshed on local mode; Ctrl-C removes it.
+void addDemoCommand(CLI::App& app);
 
 }  // namespace weft::cli
