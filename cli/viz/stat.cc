@@ -295,7 +295,8 @@ std::string identityNamespace(const std::string& id) {
   if (first == std::string::npos) return "";
   auto second = id.find('.', first + 1);
   if (second == std::string::npos) return "";
-  if (id.compare(second, 17, ".serviceaccount.") != 0) return "";
+  constexpr std::string_view kSa = ".serviceaccount.";
+  if (id.compare(second, kSa.size(), kSa) != 0) return "";
   return id.substr(first + 1, second - first - 1);
 }
 

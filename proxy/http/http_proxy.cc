@@ -549,6 +549,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
                       {"target_port", std::to_string(e.addr.port())}};
     auto tls = endpointTls(e);
     l.insert(l.end(), tls.begin(), tls.end());
+    l.insert(l.end(), e.dst_labels.begin(), e.dst_labels.end());  // from discovery, if any
     auto d = std::make_shared<DstSeries>();
     d->open_total = m_.tcp_open_total.get(l);
     d->open = m_.tcp_open_connections.get(l);

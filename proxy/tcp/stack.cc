@@ -112,7 +112,9 @@ class TcpStack::TargetCache {
     if (dest_) dest_->shutdown();
   }
 
-  std::shared_ptr<TargetSeries> get(const tcp::endpoint& target, const TlsLabels& tls) {
+  // `dst_labels`: discovery's dst_* labels of the endpoint chosen, added to the dst side's series.
+  std::shared_ptr<TargetSeries> get(const tcp::endpoint& target, const TlsLabels& tls,
+                                    const metrics::Labels* dst_labels = nullptr) {
     const auto now = Clock::now();
     if (now - last_sweep_ > std::chrono::minutes(1)) sweep(now);
     std::string key(reinterpret_cast<const char*>(target.data()), target.size());
@@ -120,11 +122,21 @@ class TcpStack::TargetCache {
       key += '\0';
       key += v;
     }
+    if (dst_labels != nullptr) {
+      for (const auto& [k, v] : *dst_labels) {
+        key += '\1';
+        key += k;
+        key += '=';
+        key += v;
+      }
+    }
     auto& entry = entries_[key];
     if (!entry) {
+      auto dst = peerLabels(settings_, "dst", target, tls);
+      if (dst_labels != nullptr) dst.insert(dst.end(), dst_labels->begin(), dst_labels->end());
       entry = std::make_shared<TargetSeries>(
           TargetSeries{PeerSeries(metrics_, peerLabels(settings_, "src", target, tls)),
-                       PeerSeries(metrics_, peerLabels(settings_, "dst", target, tls)), now});
+                       PeerSeries(metrics_, std::move(dst)), now});
     }
     entry->used = now;
     return entry;
@@ -551,6 +563,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
   tcp::endpoint upstream = target;  // where the application's bytes go
   std::string discovered_id;        // the identity discovery says that endpoint's proxy has
   uint16_t discovered_inbound = 0;  // its proxy's inbound port, when discovery says it
+  metrics::Labels discovered_labels;  // its dst_* labels
   const bool is_http = detected.protocol == detect::Protocol::kHttp1 ||
                        detected.protocol == detect::Protocol::kHttp2;
   if (!inbound && !is_http && c->cache_.destination() && c->cache_.destination()->inScope(target)) {
@@ -568,6 +581,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     upstream = ep.addr;
     if (s.identity_enabled) discovered_id = ep.identity;
     discovered_inbound = ep.inbound_port;
+    discovered_labels = ep.labels;
   }
 
   // 3. Mesh TLS: who the peer is, and whether we terminate or originate it.
@@ -620,7 +634,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     }
   }
   if (inbound) upstream = target;  // the application's port, from the transport header
-  c->series_ = c->cache_.get(target, tls_labels);
+  c->series_ = c->cache_.get(target, tls_labels, discovered_labels.empty() ? nullptr : &discovered_labels);
   TargetSeries& series = *c->series_;
   c->opened(series.src, c->src_open_);
   if (prefix_seen > 0) series.src.read->inc(prefix_seen);
