@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -31,6 +32,7 @@
 
 #include "cli/commands/commands.h"
 #include "demo/demo_manifest.h"
+#include "weft/config/values.h"
 
 extern char** environ;
 
@@ -50,6 +52,8 @@ struct DemoOptions {
   std::string state_dir;
   std::string manifest;  // a file to run instead of the built-in demo.yaml
   int timeout_s = 120;
+  std::string run_for;  // "--for": stop (and clean up) after this long; empty = until Ctrl-C
+  int stats_every_s = 30;  // foreground: print `weft viz stat` this often (0 = never)
 };
 
 // What each deployment of demo.yaml is, for the summary.
@@ -532,10 +536,34 @@ int runDemo(const DemoOptions& o) {
   printSummary(status, pods, state_dir, o.detach);
   if (o.detach) return kExitOk;
 
-  // In the foreground until interrupted. If someone else brings local mode down (e.g.
-  // `weft demo --down` in another terminal), there is nothing left to wait for.
+  // In the foreground until interrupted (or --for has passed), showing the golden metrics now
+  // and then. If someone else brings local mode down (e.g. `weft demo --down` in another
+  // terminal), there is nothing left to wait for.
+  std::optional<Clock::time_point> stop_at;
+  if (!o.run_for.empty()) {
+    auto d = config::parseDuration(o.run_for);
+    if (!d) return abandon("--for: " + d.error().context);
+    stop_at = Clock::now() + *d;
+  }
+  auto next_stats = Clock::now() + std::chrono::seconds(o.stats_every_s);
   for (;;) {
-    if (interrupts.take(std::chrono::seconds(10))) break;
+    auto wait = std::chrono::seconds(5);
+    if (stop_at) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*stop_at - Clock::now());
+      if (left.count() <= 0) {
+        progress("ran for " + o.run_for + "; stopping.");
+        break;
+      }
+      wait = std::min(wait, std::chrono::duration_cast<std::chrono::seconds>(left) + std::chrono::seconds(1));
+    }
+    if (interrupts.take(wait)) break;
+    if (root && o.stats_every_s > 0 && Clock::now() >= next_stats) {
+      next_stats = Clock::now() + std::chrono::seconds(o.stats_every_s);
+      progress("golden metrics over the last 30 s (weft viz stat deploy -n demo -t 30s):");
+      runWeft(withStateDir({"viz", "stat", "deploy", "-n", std::string(kNamespace), "-t", "30s"}, o),
+              Output::kShow, interrupts);
+      if (interrupts.taken()) break;
+    }
     json now = localStatus(o, interrupts);
     if (interrupts.taken()) break;
     if (!now.is_object() || !now.value("running", false) || demoPods(now).empty()) {
@@ -570,6 +598,14 @@ void addDemoCommand(CLI::App& app) {
   cmd->add_option("-f,--filename", o->manifest,
                   "run this manifest instead of the built-in demo/demo.yaml (@WEFT_BIN_DIR@ is "
                   "replaced by the directory of `weft`); its pods must be in namespace demo");
+  cmd->add_option("--for", o->run_for,
+                  "run for this long (e.g. 90s, 5m), then stop and remove everything as Ctrl-C "
+                  "would; default: until Ctrl-C");
+  cmd->add_option("--stats-every", o->stats_every_s,
+                  "in the foreground, print `weft viz stat deploy -n demo` every this many "
+                  "seconds (0: never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--timeout", o->timeout_s, "seconds to wait for the pods to be ready")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
