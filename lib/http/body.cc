@@ -11,10 +11,7 @@ constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
 
 // The two timers are condition variables: a waiter sleeps on a timer that never expires, and
 // the other side cancels it to wake it (the usual single-threaded Asio idiom).
-Body::Body(const asio::any_io_executor& ex, std::size_t high_water)
-    : reader_wait_(ex, asio::steady_timer::time_point::max()),
-      writer_wait_(ex, asio::steady_timer::time_point::max()),
-      high_water_(high_water) {}
+Body::Body(const asio::any_io_executor& ex, std::size_t high_water) : ex_(ex), high_water_(high_water) {}
 
 Body::~Body() = default;
 
@@ -48,8 +45,9 @@ void Body::abort(std::string error) {
 
 asio::awaitable<bool> Body::waitWritable() {
   while (!cancelled_ && buffered_.size() >= high_water_) {
-    writer_wait_.expires_at(asio::steady_timer::time_point::max());
-    co_await writer_wait_.async_wait(kAwait);
+    if (!writer_wait_) writer_wait_.emplace(ex_);
+    writer_wait_->expires_at(asio::steady_timer::time_point::max());
+    co_await writer_wait_->async_wait(kAwait);
   }
   co_return !cancelled_;
 }
@@ -78,8 +76,9 @@ std::optional<Body::Chunk> Body::tryRead() {
 asio::awaitable<Body::Chunk> Body::read() {
   for (;;) {
     if (auto c = tryRead()) co_return std::move(*c);
-    reader_wait_.expires_at(asio::steady_timer::time_point::max());
-    co_await reader_wait_.async_wait(kAwait);
+    if (!reader_wait_) reader_wait_.emplace(ex_);
+    reader_wait_->expires_at(asio::steady_timer::time_point::max());
+    co_await reader_wait_->async_wait(kAwait);
   }
 }
 
@@ -100,7 +99,11 @@ void Body::cancel() {
   }
 }
 
-void Body::wakeReader() { reader_wait_.cancel(); }
-void Body::wakeWriter() { writer_wait_.cancel(); }
+void Body::wakeReader() {
+  if (reader_wait_) reader_wait_->cancel();
+}
+void Body::wakeWriter() {
+  if (writer_wait_) writer_wait_->cancel();
+}
 
 }  // namespace weft::http

@@ -8,10 +8,14 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "lib/http/event.h"
+#include "weft/http/detail/read_buffer.h"
 
 namespace weft::http {
 
@@ -24,6 +28,11 @@ constexpr std::size_t kReadSize = 16 * 1024;
 
 // Fields that describe one hop, never forwarded (RFC 9110 §7.6.1); HTTP/2 forbids them.
 bool isHopByHop(std::string_view name) {
+  // Cheap rejection first: every such name has one of these lengths (2, 7, 10, 16, 17, 14).
+  switch (name.size()) {
+    case 2: case 7: case 10: case 14: case 16: case 17: break;
+    default: return false;
+  }
   return iequals(name, "connection") || iequals(name, "keep-alive") ||
          iequals(name, "proxy-connection") || iequals(name, "te") ||
          iequals(name, "transfer-encoding") || iequals(name, "upgrade") ||
@@ -49,16 +58,19 @@ std::vector<std::string> connectionTokens(const http1::Headers& h) {
   return out;
 }
 
+// The end-to-end fields of `h`, moved out of it (the head is not used after).
 Fields endToEnd(http1::Headers& h) {
   auto tokens = connectionTokens(h);
+  std::vector<http1::Header> all = h.release();
   Fields out;
-  out.reserve(h.size());
-  for (const auto& f : h.all()) {
+  out.reserve(all.size());
+  for (auto& f : all) {
     if (isHopByHop(f.name)) continue;
-    if (std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) { return iequals(t, f.name); })) {
+    if (!tokens.empty() &&
+        std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) { return iequals(t, f.name); })) {
       continue;
     }
-    out.push_back(Field{f.name, f.value});
+    out.push_back(Field{std::move(f.name), std::move(f.value)});
   }
   return out;
 }
@@ -168,30 +180,33 @@ bool responseHasNoBody(std::string_view method, int status) {
   return method == "HEAD" || (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+struct HeadGuard {
+  bool armed = true;
+  bool timed_out = false;
+};
+
 // One downstream connection's read side: the buffer shared by head parsing and body reading.
 // Held by shared_ptr so a body-reading coroutine can never outlive it.
 struct ServerConn {
-  ServerConn(ByteStream& s, std::string prefix) : io(s), in(std::move(prefix)) {}
+  ServerConn(ByteStream& s, std::string_view prefix) : io(s) {
+    if (!prefix.empty()) {
+      auto [p, n] = buf.prepare(prefix.size());
+      std::memcpy(p, prefix.data(), prefix.size());
+      buf.commit(prefix.size());
+    }
+  }
   ByteStream& io;
-  std::string in;
-  std::size_t pos = 0;
+  detail::ReadBuffer buf;
   bool eof = false;
   bool failed = false;
 
-  std::string_view pending() const { return std::string_view(in).substr(pos); }
+  std::string_view pending() const { return buf.pending(); }
+  void consume(std::size_t n) { buf.consume(n); }
   // Reads more bytes into the buffer. Returns false at EOF or error.
   asio::awaitable<bool> fill() {
-    if (pos > 0 && pos == in.size()) {
-      in.clear();
-      pos = 0;
-    } else if (pos > 64 * 1024 && pos * 2 > in.size()) {
-      in.erase(0, pos);
-      pos = 0;
-    }
-    const std::size_t old = in.size();
-    in.resize(old + kReadSize);
-    auto [ec, n] = co_await io.readSome(in.data() + old, kReadSize);
-    in.resize(old + n);
+    auto [p, room] = buf.prepare(kReadSize);
+    auto [ec, n] = co_await io.readSome(p, room);
+    buf.commit(n);
     if (ec == asio::error::eof) eof = true;
     if (ec && !eof) failed = true;
     co_return n > 0 || !ec;
@@ -215,7 +230,7 @@ asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared
       }
       auto take = std::min<uint64_t>(remaining, c->pending().size());
       body->push(c->pending().substr(0, take));
-      c->pos += take;
+      c->consume(take);
       remaining -= take;
     }
     body->finish();
@@ -234,7 +249,7 @@ asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared
     }
     decoded.clear();
     auto r = decoder.feed(c->pending(), decoded);
-    c->pos += r.consumed;
+    c->consume(r.consumed);
     if (!decoded.empty()) body->push(decoded);
     if (r.state == http1::ParseState::kDone) {
       Fields trailers;
@@ -287,7 +302,8 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
                                 Handler handler, UpgradeHandler upgrade, H1Hooks hooks,
                                 std::shared_ptr<DrainSignal> drain) {
   auto ex = co_await asio::this_coro::executor;
-  auto conn = std::make_shared<ServerConn>(stream, std::move(prefix));
+  auto conn = std::make_shared<ServerConn>(stream, prefix);
+  prefix.clear();
   auto report = [&](std::string_view e) {
     if (hooks.error) hooks.error(e);
   };
@@ -311,28 +327,35 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     parser.reset();
     idle = conn->pending().empty();
     bool timer_armed = false;
-    bool timed_out = false;
+    std::shared_ptr<HeadGuard> head_guard;
     http1::FeedResult r;
     for (;;) {
       if (!conn->pending().empty()) {
         idle = false;
+        r = parser.feed(conn->pending());
+        conn->consume(r.consumed);
+        if (r.state != http1::ParseState::kNeedMore) break;
+        // A head split over reads: bound the wait for the rest (slow loris). Most heads arrive
+        // in one read and never pay for the timer (a timerfd update per arm).
         if (!timer_armed) {
           timer_armed = true;
+          head_guard = std::make_shared<HeadGuard>();
           head_timer.expires_after(settings.head_timeout);
-          head_timer.async_wait([&stream, &timed_out](asio::error_code ec) {
-            if (ec) return;
-            timed_out = true;
+          // The guard, not the frame, tells the handler whether it still matters: a handler
+          // already queued when the head completed must not close the connection (or touch
+          // it after this coroutine returned).
+          head_timer.async_wait([guard = head_guard, &stream](asio::error_code ec) {
+            if (ec || !guard->armed) return;
+            guard->timed_out = true;
             stream.close(false);
           });
         }
-        r = parser.feed(conn->pending());
-        conn->pos += r.consumed;
-        if (r.state != http1::ParseState::kNeedMore) break;
       }
       if (drain && drain->draining && idle) co_return okStatus();
       if (!co_await conn->fill()) {
+        if (head_guard) head_guard->armed = false;
         head_timer.cancel();
-        if (timed_out) {
+        if (head_guard && head_guard->timed_out) {
           report("head_timeout");
           co_return Error::downstream("head_timeout");
         }
@@ -341,7 +364,10 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
         co_return Error::downstream("downstream_io");
       }
     }
-    head_timer.cancel();
+    if (timer_armed) {
+      head_guard->armed = false;
+      head_timer.cancel();
+    }
     idle = false;
     if (r.state == http1::ParseState::kError) {
       report(r.error.kind);
@@ -355,13 +381,17 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     const bool keep_alive = h1.keep_alive;
     const auto framing = h1.framing;
     const bool is_upgrade = !h1.upgrade.empty() || h1.method == "CONNECT";
+    Fields upgrade_fields;  // an upgrade is handed on with its Connection and Upgrade fields
+    if (is_upgrade) {
+      for (const auto& f : h1.headers.all()) {
+        if (iequals(f.name, "connection") || iequals(f.name, "upgrade")) upgrade_fields.push_back(Field{f.name, f.value});
+      }
+    }
     RequestHead head = fromHttp1(h1);
     if (is_upgrade) {
       // Upgrade / CONNECT: from here on the connection is TCP (the upgrade handler writes the
       // head on and relays both ways, including a refusal).
-      for (const auto& f : h1.headers.all()) {
-        if (iequals(f.name, "connection") || iequals(f.name, "upgrade")) head.headers.push_back(Field{f.name, f.value});
-      }
+      for (auto& f : upgrade_fields) head.headers.push_back(std::move(f));
       std::string rest(conn->pending());
       co_await upgrade(std::move(head), stream, std::move(rest));
       co_return okStatus();
@@ -541,21 +571,13 @@ void H1Client::close() {
 }
 
 asio::awaitable<std::pair<asio::error_code, std::size_t>> H1Client::fill() {
-  if (pos_ > 0 && pos_ == in_.size()) {
-    in_.clear();
-    pos_ = 0;
-  } else if (pos_ > 64 * 1024 && pos_ * 2 > in_.size()) {
-    in_.erase(0, pos_);
-    pos_ = 0;
-  }
-  const std::size_t old = in_.size();
-  in_.resize(old + kReadSize);
-  auto [ec, n] = co_await t_->stream->readSome(in_.data() + old, kReadSize);
-  in_.resize(old + n);
+  auto [p, room] = in_.prepare(kReadSize);
+  auto [ec, n] = co_await t_->stream->readSome(p, room);
+  in_.commit(n);
   co_return std::pair{ec, n};
 }
 
-asio::awaitable<Result<Response>> H1Client::send(Request req) {
+asio::awaitable<Result<Response>> H1Client::send(Request& req) {
   auto self = shared_from_this();
   auto ex = co_await asio::this_coro::executor;
   busy_ = true;
@@ -563,13 +585,6 @@ asio::awaitable<Result<Response>> H1Client::send(Request req) {
   request_done_ = false;
   response_done_ = false;
   keep_alive_ = true;
-  ++watch_gen_;
-  if (watching_) {
-    // Stop the idle watch (it waits for readability on the socket).
-    watching_ = false;
-    asio::error_code ignored;
-    t_->socket.cancel(ignored);
-  }
   const bool was_reused = exchanges_ > 0;
   const bool has_body = !req.head.end_stream;
   const bool chunked = has_body && !find(req.head.headers, "content-length").has_value();
@@ -610,10 +625,10 @@ asio::awaitable<Result<Response>> H1Client::send(Request req) {
   http1::ResponseHeadParser parser(req.head.method, settings_.limits);
   bool got_bytes = false;
   for (;;) {
-    if (pos_ < in_.size()) {
+    if (!in_.empty()) {
       got_bytes = true;
-      auto r = parser.feed(std::string_view(in_).substr(pos_));
-      pos_ += r.consumed;
+      auto r = parser.feed(in_.pending());
+      in_.consume(r.consumed);
       if (r.state == http1::ParseState::kError) {
         close();
         co_return Error::upstream("bad_response", std::string(r.error.kind));
@@ -657,9 +672,9 @@ asio::awaitable<Result<Response>> H1Client::send(Request req) {
   resp.body = std::make_shared<Body>(ex);
   // Whatever body already arrived with the head is handed over now, so a small response is
   // complete when send() returns (the server side then writes head and body at once).
-  if (framing.kind == K::kContentLength && in_.size() - pos_ >= framing.length) {
-    resp.body->push(std::string_view(in_).substr(pos_, framing.length));
-    pos_ += framing.length;
+  if (framing.kind == K::kContentLength && in_.size() >= framing.length) {
+    resp.body->push(in_.pending().substr(0, framing.length));
+    in_.consume(framing.length);
     resp.body->finish();
     response_done_ = true;
     exchangeDone();
@@ -711,12 +726,12 @@ asio::awaitable<void> H1Client::readBody(std::shared_ptr<Body> body, http1::Body
   http1::ChunkedDecoder decoder;
   std::string decoded;
   for (;;) {
-    std::string_view avail = std::string_view(in_).substr(pos_);
+    std::string_view avail = in_.pending();
     if (!avail.empty()) {
       if (framing.kind == K::kContentLength) {
         auto take = std::min<uint64_t>(remaining, avail.size());
         body->push(avail.substr(0, take));
-        pos_ += take;
+        in_.consume(take);
         remaining -= take;
         if (remaining == 0) {
           body->finish();
@@ -725,7 +740,7 @@ asio::awaitable<void> H1Client::readBody(std::shared_ptr<Body> body, http1::Body
       } else if (framing.kind == K::kChunked) {
         decoded.clear();
         auto r = decoder.feed(avail, decoded);
-        pos_ += r.consumed;
+        in_.consume(r.consumed);
         if (!decoded.empty()) body->push(decoded);
         if (r.state == http1::ParseState::kDone) {
           Fields trailers;
@@ -740,7 +755,7 @@ asio::awaitable<void> H1Client::readBody(std::shared_ptr<Body> body, http1::Body
         }
       } else {
         body->push(avail);
-        pos_ = in_.size();
+        in_.clear();
       }
     }
     if (!co_await body->waitWritable()) {
@@ -764,30 +779,30 @@ asio::awaitable<void> H1Client::readBody(std::shared_ptr<Body> body, http1::Body
 
 void H1Client::exchangeDone() {
   if (!request_done_ || !response_done_) return;
-  if (!keep_alive_ || broken_ || pos_ != in_.size()) {
+  if (!keep_alive_ || broken_ || !in_.empty()) {
     // Bytes beyond the response (or a close requested): never reuse.
     close();
     return;
   }
   in_.clear();
-  pos_ = 0;
   ++exchanges_;
   busy_ = false;
-  asio::co_spawn(t_->socket.get_executor(), [self = shared_from_this()] { return self->watchIdle(); },
-                 asio::detached);
+  idle_since_ = std::chrono::steady_clock::now();
 }
 
-// An idle keep-alive connection should not receive anything; readability means the upstream
-// closed it (or misbehaves): drop it now rather than fail the next request on it.
-asio::awaitable<void> H1Client::watchIdle() {
-  auto self = shared_from_this();
-  const uint64_t gen = watch_gen_;
-  watching_ = true;
-  co_await t_->socket.async_wait(asio::ip::tcp::socket::wait_read, kAwait);
-  // A send() took the connection (and cancelled this wait) since: not ours to judge any more.
-  if (gen != watch_gen_ || busy_ || broken_) co_return;
-  watching_ = false;
+// An idle keep-alive connection should not receive anything: readable means the upstream closed
+// it (or misbehaves). Checked with one non-blocking peek, and only after a second of idleness: a
+// watch (async_wait) on every idle connection cost an epoll_ctl per request, while a connection
+// in steady use is never stale (and a stale one is still caught: a request without a body is
+// sent again on a new connection).
+bool H1Client::reusable() {
+  if (!idle()) return false;
+  if (std::chrono::steady_clock::now() - idle_since_ < std::chrono::seconds(1)) return true;
+  char c;
+  const ssize_t n = ::recv(t_->socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
   close();
+  return false;
 }
 
 }  // namespace weft::http

@@ -20,11 +20,13 @@ void closeSocket(asio::ip::tcp::socket& s, bool reset) {
 
 asio::awaitable<IoResult> PlainStream::readSome(char* buf, std::size_t len) {
   auto [ec, n] = co_await s_.async_read_some(asio::buffer(buf, len), kAwait);
+  countRead(n);
   co_return IoResult{ec, n};
 }
 
 asio::awaitable<IoResult> PlainStream::writeAll(const char* buf, std::size_t len) {
   auto [ec, n] = co_await asio::async_write(s_, asio::buffer(buf, len), kAwait);
+  countWrite(n);
   co_return IoResult{ec, n};
 }
 
@@ -36,11 +38,15 @@ void PlainStream::shutdownWrite() {
 void PlainStream::close(bool reset) { closeSocket(s_, reset); }
 
 asio::awaitable<IoResult> TlsStream::readSome(char* buf, std::size_t len) {
-  return t_.readSome(buf, len);
+  auto r = co_await t_.readSome(buf, len);
+  countRead(r.second);
+  co_return r;
 }
 
 asio::awaitable<IoResult> TlsStream::writeAll(const char* buf, std::size_t len) {
-  return t_.writeAll(buf, len);
+  auto r = co_await t_.writeAll(buf, len);
+  countWrite(r.second);
+  co_return r;
 }
 
 void TlsStream::shutdownWrite() { t_.shutdownWrite(); }

@@ -193,6 +193,7 @@ std::optional<Version> parseVersion(std::string_view v, bool& looks_like_version
 // Headers
 
 void Headers::add(std::string name, std::string value) {
+  if (fields_.empty()) fields_.reserve(16);  // typical heads carry fewer: one allocation
   fields_.push_back(Header{std::move(name), std::move(value)});
 }
 

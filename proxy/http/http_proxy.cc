@@ -168,10 +168,11 @@ struct Endpoint {
   std::chrono::milliseconds backoff{0};
   int consecutive_failures = 0;  // failure accrual (SPEC §2: 7 in a row take it out)
   std::vector<std::shared_ptr<http::H1Client>> h1;
-  std::shared_ptr<http::H2Client> h2;
+  std::vector<std::shared_ptr<http::H2Client>> h2;
   std::shared_ptr<http::detail::Event> h2_connecting;
   std::shared_ptr<DstSeries> tcp_series;  // made on the first connection
   metrics::Labels dst_labels;             // from discovery (dst_namespace, dst_pod, ...)
+  TlsLabels tls;                          // outbound: the tls labels of requests to it
   uint64_t labels_version = 0;            // the Discovery version they came from
   Clock::time_point used = Clock::now();
 };
@@ -182,32 +183,6 @@ std::string endpointKey(const tcp::endpoint& ep, Kind k) {
   return key;
 }
 
-// Counts the bytes of a downstream connection in its tcp_* series.
-class CountingStream final : public http::ByteStream {
- public:
-  CountingStream(http::ByteStream& inner, std::shared_ptr<metrics::Counter> read,
-                 std::shared_ptr<metrics::Counter> write)
-      : inner_(inner), read_(std::move(read)), write_(std::move(write)) {}
-  asio::awaitable<http::IoResult> readSome(char* buf, std::size_t len) override {
-    auto r = co_await inner_.readSome(buf, len);
-    if (read_) read_->inc(r.second);
-    co_return r;
-  }
-  asio::awaitable<http::IoResult> writeAll(const char* buf, std::size_t len) override {
-    auto r = co_await inner_.writeAll(buf, len);
-    if (write_) write_->inc(r.second);
-    co_return r;
-  }
-  void shutdownWrite() override { inner_.shutdownWrite(); }
-  void close(bool reset) override { inner_.close(reset); }
-  tcp::socket& socket() override { return inner_.socket(); }
-
- private:
-  http::ByteStream& inner_;
-  std::shared_ptr<metrics::Counter> read_;
-  std::shared_ptr<metrics::Counter> write_;
-};
-
 // The tcp_* series of the connections a worker opens to one endpoint.
 struct DstSeries {
   std::shared_ptr<metrics::Counter> open_total;
@@ -217,37 +192,20 @@ struct DstSeries {
   std::shared_ptr<metrics::Counter> closed;
 };
 
-// An upstream connection's stream, counted in its endpoint's tcp_* series for its whole life.
-class CountedUpstream final : public http::ByteStream {
- public:
-  CountedUpstream(std::unique_ptr<http::ByteStream> inner, std::shared_ptr<DstSeries> s)
-      : inner_(std::move(inner)), s_(std::move(s)) {
-    s_->open_total->inc();
-    s_->open->add();
+// Holds an upstream connection open in its endpoint's tcp_* series for the connection's life
+// (attached to its Transport).
+struct OpenUpstream {
+  explicit OpenUpstream(std::shared_ptr<DstSeries> s) : series(std::move(s)) {
+    series->open_total->inc();
+    series->open->add();
   }
-  ~CountedUpstream() override {
-    s_->open->sub();
-    s_->closed->inc();
+  ~OpenUpstream() {
+    series->open->sub();
+    series->closed->inc();
   }
-  CountedUpstream(const CountedUpstream&) = delete;
-  CountedUpstream& operator=(const CountedUpstream&) = delete;
-  asio::awaitable<http::IoResult> readSome(char* buf, std::size_t len) override {
-    auto r = co_await inner_->readSome(buf, len);
-    s_->read->inc(r.second);
-    co_return r;
-  }
-  asio::awaitable<http::IoResult> writeAll(const char* buf, std::size_t len) override {
-    auto r = co_await inner_->writeAll(buf, len);
-    s_->write->inc(r.second);
-    co_return r;
-  }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void close(bool reset) override { inner_->close(reset); }
-  tcp::socket& socket() override { return inner_->socket(); }
-
- private:
-  std::unique_ptr<http::ByteStream> inner_;
-  std::shared_ptr<DstSeries> s_;
+  OpenUpstream(const OpenUpstream&) = delete;
+  OpenUpstream& operator=(const OpenUpstream&) = delete;
+  std::shared_ptr<DstSeries> series;
 };
 
 }  // namespace
@@ -388,10 +346,12 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     std::erase_if(series_, [&](auto& kv) {
       return kv.second.use_count() == 1 && now - kv.second->used > std::chrono::minutes(10);
     });
+    const auto before = endpoints_.size();
     std::erase_if(endpoints_, [&](auto& kv) {
       Endpoint& e = *kv.second;
       return e.pending == 0 && now - e.used > std::chrono::minutes(10);
     });
+    if (endpoints_.size() != before) ++epoch_;  // cached Endpoint pointers are stale
   }
 
   // --- balancing -------------------------------------------------------------------------
@@ -404,6 +364,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       slot->kind = kind;
       if (identity) slot->identity = *identity;
       slot->ewma_ms = static_cast<double>(s_.ewma_default_rtt.count());
+      slot->tls = endpointTls(*slot);
     }
     slot->used = Clock::now();
     return *slot;
@@ -414,7 +375,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     // Not measured yet and idle: free, so every new endpoint gets measured (otherwise the first
     // one measured below the default would take all sequential traffic).
     if (!e.measured && e.pending == 0) return 0;
-    return e.ewma_ms * (e.pending + 1);
+    // The estimate decays while no sample comes (as Finagle's and Linkerd's do at read time), so
+    // an endpoint that was once slow is tried again rather than shunned for good.
+    const double idle = ms(now - e.ewma_at);
+    const double decayed = e.ewma_ms * std::exp(-idle / static_cast<double>(s_.ewma_decay.count()));
+    return decayed * (e.pending + 1);
   }
 
   void observeRtt(Endpoint& e, double rtt_ms) {
@@ -426,10 +391,10 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       e.ewma_ms = rtt_ms;  // the first sample replaces the default
       return;
     }
-    if (rtt_ms > e.ewma_ms) {
+    const double w = std::exp(-elapsed / static_cast<double>(s_.ewma_decay.count()));
+    if (rtt_ms > e.ewma_ms * w) {
       e.ewma_ms = rtt_ms;  // peak: jump up at once
     } else {
-      const double w = std::exp(-elapsed / static_cast<double>(s_.ewma_decay.count()));
       e.ewma_ms = e.ewma_ms * w + rtt_ms * (1 - w);
     }
   }
@@ -474,6 +439,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
   }
   std::vector<Endpoint*> pick_scratch_;
   std::shared_ptr<DestinationClient> dest_;
+  uint64_t epoch_ = 1;  // bumped when endpoints are dropped (see ConnCtx)
   // The drain signals of the connections being served (expired ones are pruned as they go).
   std::vector<std::weak_ptr<http::DrainSignal>> drains_;
   bool draining_ = false;
@@ -529,7 +495,9 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       }
     }
     t->ready();
-    t->stream = std::make_unique<CountedUpstream>(std::move(t->stream), dstSeries(e));
+    auto open = std::make_shared<OpenUpstream>(dstSeries(e));
+    t->stream->countInto(open->series->read.get(), open->series->write.get());
+    t->attachment = std::move(open);
     co_return t;
   }
 
@@ -564,18 +532,17 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
 
   // --- dispatch --------------------------------------------------------------------------
 
-  asio::awaitable<Result<Response>> sendH1(Endpoint& e, Request req, bool& connect_failed) {
+  // The request is taken (moved from) only once it is being sent: after a failed connection
+  // attempt it is intact, so the caller may send it elsewhere.
+  asio::awaitable<Result<Response>> sendH1(Endpoint& e, Request& req, bool& connect_failed) {
     std::erase_if(e.h1, [](const auto& c) { return c->broken(); });
     std::shared_ptr<http::H1Client> client;
     for (auto& c : e.h1) {
-      if (c->idle()) {
+      if (c->reusable()) {
         client = c;
         break;
       }
     }
-    const bool replayable = req.head.end_stream;
-    http::RequestHead head_copy;
-    if (replayable && client) head_copy = req.head;
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (!client) {
         if (e.h1.size() >= s_.max_connections_per_endpoint) co_return Error::upstream("queue_full");
@@ -587,28 +554,37 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
         client = std::make_shared<http::H1Client>(std::move(t.value()), h1_);
         e.h1.push_back(client);
       }
-      auto r = co_await client->send(std::move(req));
+      auto r = co_await client->send(req);
       if (r || attempt == 1 || !client->retryable()) co_return r;
-      // A reused keep-alive connection the upstream had closed: send again on a new one.
+      // A reused keep-alive connection the upstream had closed before answering (and the
+      // request had no body): send it again on a new one.
       countError("stale_connection_retried");
-      req = Request{head_copy, Body::empty(ex_), Clock::now()};
       client.reset();
     }
     co_return Error::upstream("connection_lost");
   }
 
-  asio::awaitable<Result<Response>> sendH2(Endpoint& e, Request req, bool& connect_failed) {
+  // One multiplexed connection per endpoint; another only when the open ones are at the peer's
+  // stream limit (SETTINGS_MAX_CONCURRENT_STREAMS), up to kMaxH2Connections.
+  static constexpr std::size_t kMaxH2Connections = 8;
+
+  std::shared_ptr<http::H2Client> availableH2(Endpoint& e) {
+    std::erase_if(e.h2, [](const auto& c) { return c->closed(); });
+    for (auto& c : e.h2) {
+      if (c->available()) return c;
+    }
+    return nullptr;
+  }
+
+  asio::awaitable<Result<Response>> sendH2(Endpoint& e, Request& req, bool& connect_failed) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       while (e.h2_connecting) {
         auto ev = e.h2_connecting;
         co_await ev->wait();
       }
-      if (!e.h2 || !e.h2->available()) {
-        if (e.h2 && !e.h2->closed() && e.h2->activeStreams() > 0) {
-          // At the peer's stream limit: a second connection would be the next step; for now the
-          // request is refused as over capacity.
-          if (e.h2->activeStreams() >= h2_.max_concurrent_streams) co_return Error::upstream("queue_full");
-        }
+      auto client = availableH2(e);
+      if (!client) {
+        if (e.h2.size() >= kMaxH2Connections) co_return Error::upstream("queue_full");
         auto ev = std::make_shared<http::detail::Event>(ex_);
         e.h2_connecting = ev;
         auto t = co_await connect(e);
@@ -618,40 +594,41 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
           connect_failed = true;
           co_return t.error();
         }
-        if (e.h2) e.h2->shutdown();
         // The hook holds the Impl weakly: the Impl owns this client (no cycle).
         http::H2Hooks hooks{[weak = weak_from_this()](std::string_view err) {
           if (auto self = weak.lock()) self->countError(err);
         }};
-        e.h2 = http::H2Client::start(std::move(t.value()), h2_, std::move(hooks));
+        client = http::H2Client::start(std::move(t.value()), h2_, std::move(hooks));
+        e.h2.push_back(client);
       }
       const bool replayable = req.head.end_stream;
       http::RequestHead head_copy;
-      if (replayable) head_copy = req.head;
-      auto client = e.h2;
+      if (replayable && attempt == 0) head_copy = req.head;
       auto r = co_await client->send(std::move(req));
       if (r || attempt == 1 || !replayable || r.error().kind != "refused_stream") co_return r;
-      req = Request{head_copy, Body::empty(ex_), Clock::now()};
+      // Refused before processing (GOAWAY, REFUSED_STREAM): safe to send again.
+      req = Request{std::move(head_copy), Body::empty(ex_), Clock::now()};
     }
     co_return Error::upstream("refused_stream");
   }
 
-  asio::awaitable<Result<Response>> dispatch(Endpoint& e, Request req, bool& connect_failed) {
-    if (e.kind == Kind::kH1) co_return co_await sendH1(e, std::move(req), connect_failed);
-    co_return co_await sendH2(e, std::move(req), connect_failed);
+  asio::awaitable<Result<Response>> dispatch(Endpoint& e, Request& req, bool& connect_failed) {
+    if (e.kind == Kind::kH1) co_return co_await sendH1(e, req, connect_failed);
+    co_return co_await sendH2(e, req, connect_failed);
   }
 
   // Sends with the request timeout, if any: past it the exchange is abandoned (its connection
   // closed or its stream cancelled when it completes) and the client gets 504.
-  asio::awaitable<Result<Response>> dispatchTimed(Endpoint& e, Request req, bool& connect_failed,
+  asio::awaitable<Result<Response>> dispatchTimed(Endpoint& e, Request& req, bool& connect_failed,
                                                   bool& timed_out) {
-    if (s_.request_timeout.count() == 0) co_return co_await dispatch(e, std::move(req), connect_failed);
+    if (s_.request_timeout.count() == 0) co_return co_await dispatch(e, req, connect_failed);
     struct Shared {
       explicit Shared(const asio::any_io_executor& ex) : done(ex) {}
       http::detail::Event done;
       std::optional<Result<Response>> result;
       bool abandoned = false;
       bool connect_failed = false;
+      std::optional<Request> returned;  // the request, when it was not taken (connect failed)
     };
     auto shared = std::make_shared<Shared>(ex_);
     auto self = shared_from_this();
@@ -659,7 +636,8 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     asio::co_spawn(
         ex_,
         [self, ep, shared, req = std::move(req)]() mutable -> asio::awaitable<void> {
-          auto r = co_await self->dispatch(*ep, std::move(req), shared->connect_failed);
+          auto r = co_await self->dispatch(*ep, req, shared->connect_failed);
+          if (shared->connect_failed && !shared->abandoned) shared->returned.emplace(std::move(req));
           if (shared->abandoned) {
             if (r) r->body->cancel();
           } else {
@@ -678,6 +656,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     co_await shared->done.wait();
     timer.cancel();
     connect_failed = shared->connect_failed;
+    if (shared->returned) req = std::move(*shared->returned);
     if (shared->abandoned) {
       timed_out = true;
       co_return Error::upstream("response_timeout");
@@ -689,9 +668,32 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
 
   struct ConnCtx {
     HttpConnInfo info;
+    // The route series of the last request on this connection: keep-alive requests mostly go to
+    // the same endpoint with the same authority, and then cost no lookup.
+    Endpoint* last_ep = nullptr;
+    std::string last_authority;
+    uint64_t last_labels_version = 0;
+    uint64_t last_epoch = 0;
+    std::shared_ptr<RouteSeries> last_rs;
   };
 
-  asio::awaitable<Response> handle(Request req, const ConnCtx& cc) {
+  RouteSeries& seriesFor(ConnCtx& cc, Endpoint& e, const std::string& authority) {
+    if (cc.last_rs && cc.last_ep == &e && cc.last_epoch == epoch_ &&
+        cc.last_labels_version == e.labels_version && cc.last_authority == authority) {
+      cc.last_rs->used = Clock::now();
+      return *cc.last_rs;
+    }
+    const TlsLabels& tls = inbound() ? cc.info.tls : e.tls;
+    RouteSeries& rs = routeSeries(e.addr, authority, tls, e.dst_labels.empty() ? nullptr : &e.dst_labels);
+    cc.last_ep = &e;
+    cc.last_authority = authority;
+    cc.last_labels_version = e.labels_version;
+    cc.last_epoch = epoch_;
+    cc.last_rs = rs.self.lock();
+    return rs;
+  }
+
+  asio::awaitable<Response> handle(Request req, ConnCtx& cc) {
     sweep();
     const auto received = req.received;
     const bool grpc = req.head.isGrpc();
@@ -759,21 +761,9 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     Result<Response> result = Error::upstream("no_endpoints");
     bool timed_out = false;
     RouteSeries* rs = nullptr;
-    http::RequestHead retry_head;
     const bool replayable = req.head.end_stream;
-    if (replayable) retry_head = req.head;
     for (int attempt = 0; e != nullptr && attempt < 2; ++attempt) {
-      TlsLabels tls;
-      if (inbound()) {
-        tls = cc.info.tls;
-      } else if (!s_.identity_enabled) {
-        tls = {{"tls", "disabled"}};
-      } else if (!e->identity.empty()) {
-        tls = {{"tls", "true"}, {"server_id", e->identity}};
-      } else {
-        tls = {{"tls", "no_identity"}, {"no_tls_reason", "not_provided_by_service_discovery"}};
-      }
-      rs = &routeSeries(e->addr, req.head.authority, tls, e->dst_labels.empty() ? nullptr : &e->dst_labels);
+      rs = &seriesFor(cc, *e, req.head.authority);
       rs->requests->inc();
       if (e->kind == Kind::kMeshH2 && req.head.proto != http::Proto::kHttp2) {
         std::string v(http::protoName(req.head.proto));
@@ -783,7 +773,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       }
       bool connect_failed = false;
       ++e->pending;
-      result = co_await dispatchTimed(*e, std::move(req), connect_failed, timed_out);
+      result = co_await dispatchTimed(*e, req, connect_failed, timed_out);
       --e->pending;
       if (result) {
         // Failure accrual: 5xx answers in a row (an endpoint whose proxy is up but whose
@@ -804,8 +794,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
           countResponse(*rs, 0, "", result.error().kind);
           Endpoint* next = pick(candidates, e);
           if (next != e) {
+            // The request was not taken (the connection failed first): send it there, without
+            // what this hop added for the mesh.
+            http::erase(req.head.headers, kOrigProto);
+            http::erase(req.head.headers, kOrigNames);
             e = next;
-            req = Request{retry_head, Body::empty(ex_), received};
             continue;
           }
         }
@@ -941,13 +934,14 @@ HttpProxy::HttpProxy(const StackSettings& settings, ProxyMetrics& metrics, asio:
 HttpProxy::~HttpProxy() {
   for (auto& [k, e] : impl_->endpoints_) {
     for (auto& c : e->h1) c->close();
-    if (e->h2) e->h2->shutdown();
+    for (auto& c : e->h2) c->shutdown();
   }
 }
 
 asio::awaitable<void> HttpProxy::serve(http::ByteStream& downstream, std::string prefix, HttpConnInfo info) {
   auto impl = impl_;
-  auto cc = std::make_shared<Impl::ConnCtx>(Impl::ConnCtx{std::move(info)});
+  auto cc = std::make_shared<Impl::ConnCtx>();
+  cc->info = std::move(info);
   // Named locals, not temporaries inside the co_await expressions: GCC 12 mis-destroys some
   // temporaries of a co_await full-expression (found as a crash here).
   http::Handler handler = [impl, cc](Request req) -> asio::awaitable<Response> {
@@ -984,12 +978,6 @@ void HttpProxy::drain() {
     }
   }
   impl_->drains_.clear();
-}
-
-std::unique_ptr<http::ByteStream> makeCountingStream(http::ByteStream& inner,
-                                                     std::shared_ptr<metrics::Counter> read,
-                                                     std::shared_ptr<metrics::Counter> write) {
-  return std::make_unique<CountingStream>(inner, std::move(read), std::move(write));
 }
 
 // --- StaticEndpoints ---------------------------------------------------------------------

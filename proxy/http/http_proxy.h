@@ -40,11 +40,6 @@ struct HttpConnInfo {
   bool from_mesh = false;          // inbound: HTTP/2 from a peer proxy over mesh TLS
 };
 
-// Counts a downstream connection's bytes in its tcp_read/write_bytes_total series.
-std::unique_ptr<http::ByteStream> makeCountingStream(http::ByteStream& inner,
-                                                     std::shared_ptr<metrics::Counter> read,
-                                                     std::shared_ptr<metrics::Counter> write);
-
 class HttpProxy {
  public:
   // `destination`: the worker's destination client (outbound with discovery), or null.

@@ -653,9 +653,9 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
     } else {
       raw = std::make_unique<http::PlainStream>(c->client_);
     }
-    auto counted = makeCountingStream(*raw, series.src.read, series.src.write);
+    raw->countInto(series.src.read.get(), series.src.write.get());
     HttpProxy& proxy = c->cache_.http();
-    co_await proxy.serve(*counted, std::move(pre), std::move(info));
+    co_await proxy.serve(*raw, std::move(pre), std::move(info));
     co_return;
   }
 

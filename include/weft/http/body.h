@@ -77,8 +77,11 @@ class Body {
   void wakeReader();
   void wakeWriter();
 
-  asio::steady_timer reader_wait_;
-  asio::steady_timer writer_wait_;
+  // Made on first wait: most bodies are complete before anyone waits for them, and two timers
+  // per body were a visible cost per request.
+  asio::any_io_executor ex_;
+  std::optional<asio::steady_timer> reader_wait_;
+  std::optional<asio::steady_timer> writer_wait_;
   std::size_t high_water_;
   std::string buffered_;
   Fields trailers_;

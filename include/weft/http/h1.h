@@ -25,6 +25,7 @@
 #include "weft/http/message.h"
 #include "weft/http/stream.h"
 #include "weft/http1/codec.h"
+#include "weft/http/detail/read_buffer.h"
 
 namespace weft::http {
 
@@ -66,14 +67,17 @@ class H1Client : public std::enable_shared_from_this<H1Client> {
   H1Client(const H1Client&) = delete;
   H1Client& operator=(const H1Client&) = delete;
 
-  // Sends `req` and completes with the final response head (1xx skipped). The response body
+  // Sends `req` and completes with the final response head (1xx skipped). The head is only
+  // read (a request whose connection turned out stale can be sent again); the body is taken. The response body
   // streams afterwards; the connection becomes idle() again once both bodies are complete and
   // both sides keep it alive. Errors (Error::upstream): "connection_lost" before any response
   // byte (`retryable()` tells whether the request may be sent again elsewhere), "bad_response"
   // (malformed response: the client gets 502).
-  asio::awaitable<Result<Response>> send(Request req);
+  asio::awaitable<Result<Response>> send(Request& req);
 
   [[nodiscard]] bool idle() const { return !busy_ && !broken_; }
+  // idle() and, after a second of idleness, not closed by the upstream meanwhile (one peek).
+  bool reusable();
   [[nodiscard]] bool broken() const { return broken_; }
   // The last failed send() wrote nothing the upstream could have acted on... conservatively: the
   // connection was reused, no response byte arrived, and the request had no body.
@@ -84,22 +88,19 @@ class H1Client : public std::enable_shared_from_this<H1Client> {
  private:
   asio::awaitable<void> writeBody(std::shared_ptr<Body> body, bool chunked);
   asio::awaitable<void> readBody(std::shared_ptr<Body> body, http1::BodyFraming framing);
-  asio::awaitable<void> watchIdle();
   void exchangeDone();
   asio::awaitable<std::pair<asio::error_code, std::size_t>> fill();
 
   std::unique_ptr<Transport> t_;
   H1Settings settings_;
-  std::string in_;
-  std::size_t pos_ = 0;
+  detail::ReadBuffer in_;
   bool busy_ = false;
   bool broken_ = false;
   bool retryable_ = false;
   bool request_done_ = false;
   bool response_done_ = false;
   bool keep_alive_ = true;
-  bool watching_ = false;
-  uint64_t watch_gen_ = 0;
+  std::chrono::steady_clock::time_point idle_since_{};
   uint64_t exchanges_ = 0;
 };
 

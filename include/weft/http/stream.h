@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "weft/metrics/registry.h"
 #include "weft/tls/tls_socket.h"
 
 namespace weft::http {
@@ -25,6 +26,25 @@ class ByteStream {
   // peer sees an RST instead of a FIN.
   virtual void close(bool reset = false) = 0;
   virtual asio::ip::tcp::socket& socket() = 0;
+
+  // Counts the bytes read and written into these (the connection's tcp_* series), when set.
+  // Not owned: the connection's metric series outlive its stream.
+  void countInto(metrics::Counter* read, metrics::Counter* write) {
+    read_bytes_ = read;
+    write_bytes_ = write;
+  }
+
+ protected:
+  void countRead(std::size_t n) {
+    if (read_bytes_ != nullptr) read_bytes_->inc(n);
+  }
+  void countWrite(std::size_t n) {
+    if (write_bytes_ != nullptr) write_bytes_->inc(n);
+  }
+
+ private:
+  metrics::Counter* read_bytes_ = nullptr;
+  metrics::Counter* write_bytes_ = nullptr;
 };
 
 // Owns nothing: the socket (and TLS session) belong to the connection object that outlives it.
@@ -75,6 +95,9 @@ struct Transport {
   asio::ip::tcp::socket socket;
   std::unique_ptr<tls::TlsSocket> tls;  // declared after the socket it uses: destroyed first
   std::unique_ptr<ByteStream> stream;
+  // Whatever the owner ties to this connection's life (its metric series, an open-connection
+  // gauge held up): destroyed first.
+  std::shared_ptr<void> attachment;
 };
 
 }  // namespace weft::http

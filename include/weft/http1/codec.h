@@ -53,6 +53,8 @@ class Headers {
   [[nodiscard]] std::optional<std::string_view> get(std::string_view name) const;
   [[nodiscard]] std::size_t count(std::string_view name) const;
   [[nodiscard]] const std::vector<Header>& all() const { return fields_; }
+  // Moves the fields out (the proxy forwards them without copying); leaves this empty.
+  std::vector<Header> release() { return std::move(fields_); }
   [[nodiscard]] std::size_t size() const { return fields_.size(); }
   bool operator==(const Headers&) const = default;
 
