@@ -59,9 +59,22 @@ class DemoTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if hasattr(cls, "env"):
-            sh(WEFT, "demo", "--down", env=cls.env, check=False, timeout=120)
-            shutil.rmtree(cls.state, ignore_errors=True)
+        if not hasattr(cls, "env"):
+            return
+        sh(WEFT, "demo", "--down", env=cls.env, check=False, timeout=120)
+        # Every proxy and controller has exited now: a sanitizer build says here what it found.
+        found = []
+        for root, _, files in os.walk(cls.state):
+            for name in files:
+                if name.endswith(".log"):
+                    with open(os.path.join(root, name), errors="replace") as f:
+                        text = f.read()
+                    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "weft: bug"):
+                        if marker in text:
+                            found.append(f"{os.path.join(root, name)}: {marker}")
+        shutil.rmtree(cls.state, ignore_errors=True)
+        if found:
+            raise AssertionError("sanitizer or bug reports:\n" + "\n".join(found))
 
     def weft(self, *args, timeout=60):
         return sh(WEFT, *args, env=self.env, timeout=timeout)
@@ -76,7 +89,9 @@ class DemoTest(unittest.TestCase):
     def test_a_every_deployment_shows_traffic_and_expected_success(self):
         def ready():
             rows = self.stat()
-            return all((rows.get(d) or {}).get("requests", 0) > 0 for d in ("web", "books", "authors")), rows
+            # Enough requests for the rates to mean something (the generator sends 10/s).
+            enough = (rows.get("web") or {}).get("requests", 0) >= 150
+            return enough and all((rows.get(d) or {}).get("requests", 0) > 0 for d in ("books", "authors")), rows
         deadline = time.time() + 90
         ok, rows = ready()
         while not ok and time.time() < deadline:
@@ -91,9 +106,8 @@ class DemoTest(unittest.TestCase):
         # unknown ids (a gRPC failure). authors mostly see cache misses (unknown ids are never
         # cached), so their rate is lower and only checked to be a rate.
         self.assertGreater(rows["web"]["success_rate"], 0.80, rows["web"])
-        self.assertLess(rows["web"]["success_rate"], 1.0, rows["web"])
         self.assertGreater(rows["books"]["success_rate"], 0.60, rows["books"])
-        self.assertLess(rows["books"]["success_rate"], 0.99, rows["books"])
+        self.assertLess(rows["books"]["success_rate"], 1.0, rows["books"])  # NOT_FOUND ids and 5 % failures
         self.assertGreater(rows["authors"]["success_rate"], 0.0, rows["authors"])
         self.assertGreater(rows["web"]["rps"], 3, rows["web"])
         self.assertIsNotNone(rows["web"]["latency_ms"]["p99"])
