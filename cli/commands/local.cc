@@ -1202,8 +1202,9 @@ void runDown(const Options& o) {
     std::error_code ec;
     bool looks_ours = true;
     for (const auto& e : fs::directory_iterator(st.root, ec)) {
+      // ("demo": where `weft demo` writes its manifest.)
       static const std::set<std::string> kOurs{"pki",        "identity", "registry", "manifests",
-                                               "prometheus", "run",      "pods"};
+                                               "prometheus", "run",      "pods",     "demo"};
       if (!kOurs.contains(e.path().filename().string())) looks_ours = false;
     }
     if (!looks_ours || st.root == "/" || st.root.string().empty()) {
