@@ -163,6 +163,8 @@ RequestHead fromHttp1(http1::RequestHead& h) {
 
 namespace {
 
+}  // namespace
+
 std::string errorResponse(int status, std::string_view kind) {
   std::string body = std::to_string(status) + " " + std::string(reasonPhrase(status)) + ": " +
                      std::string(kind) + "\n";
@@ -175,6 +177,8 @@ std::string errorResponse(int status, std::string_view kind) {
   out.append(body);
   return out;
 }
+
+namespace {
 
 bool responseHasNoBody(std::string_view method, int status) {
   return method == "HEAD" || (status >= 100 && status < 200) || status == 204 || status == 304;

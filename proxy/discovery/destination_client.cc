@@ -1,5 +1,7 @@
 #include "proxy/discovery/destination_client.h"
 
+#include "proxy/tcp/stack.h"  // addrString
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -30,11 +32,6 @@ namespace {
 constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::string_view kGetPath = "/weft.destination.v1.Destination/Get";
 
-std::string hostPort(const tcp::endpoint& ep) {
-  auto ip = net::unmapped(ep.address());
-  return ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(ep.port())
-                    : ip.to_string() + ":" + std::to_string(ep.port());
-}
 
 // --- decoding (api/weft/v1/destination.proto) --------------------------------------------------
 
@@ -290,7 +287,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
     ev->set();
     if (ec) {
       co_return Error::upstream("discovery_unavailable",
-                                hostPort(s_.addr) + ": " + (timed_out ? "timed out" : ec.message()));
+                                addrString(s_.addr) + ": " + (timed_out ? "timed out" : ec.message()));
     }
     asio::error_code ignored;
     t->socket.set_option(tcp::no_delay(true), ignored);
@@ -305,7 +302,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
     if (spdlog::should_log(spdlog::level::debug)) {
       std::string eps;
       for (const auto& e : state.endpoints) {
-        eps += (eps.empty() ? "" : " ") + hostPort(e.addr) + (e.identity.empty() ? "" : "(" + e.identity + ")");
+        eps += (eps.empty() ? "" : " ") + addrString(e.addr) + (e.identity.empty() ? "" : "(" + e.identity + ")");
       }
       spdlog::debug("destination: {}: {}{}", w.path, state.exists ? "" : "unknown", eps);
     }
@@ -392,7 +389,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
             co_return;
           }
         } else if (resp) {
-          spdlog::debug("destination: {} answered HTTP {}", hostPort(s_.addr), resp->head.status);
+          spdlog::debug("destination: {} answered HTTP {}", addrString(s_.addr), resp->head.status);
         }
       }
       if (w->stopped || shut_) break;
@@ -434,7 +431,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
   }
 
   asio::awaitable<Result<DiscoveryPtr>> resolve(const tcp::endpoint& target) {
-    const std::string path = hostPort(target);
+    const std::string path = addrString(target);
     auto& slot = watches_[path];
     if (slot && slot->stopped && Clock::now() - slot->not_found_at > s_.not_found_ttl) slot.reset();
     if (!slot) {

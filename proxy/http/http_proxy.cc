@@ -850,11 +850,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     if (!t) {
       ProxyErr pe = classify(t.error(), false);
       countError(pe.kind);
-      std::string text = std::to_string(pe.status) + " " + pe.kind + "\n";
-      std::string out = "HTTP/1.1 " + std::to_string(pe.status) + " " +
-                        (pe.status == 503 ? "Service Unavailable" : pe.status == 504 ? "Gateway Timeout" : "Bad Gateway") +
-                        "\r\ncontent-type: text/plain\r\nweft-proxy-error: " + pe.kind +
-                        "\r\ncontent-length: " + std::to_string(text.size()) + "\r\nconnection: close\r\n\r\n" + text;
+      std::string out = http::errorResponse(pe.status, pe.kind);
       co_await down.writeAll(out.data(), out.size());
       down.shutdownWrite();
       countResponse(*rs, pe.status, "", pe.kind);

@@ -51,6 +51,10 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
                                 Handler handler, UpgradeHandler upgrade, H1Hooks hooks = {},
                                 std::shared_ptr<DrainSignal> drain = nullptr);
 
+// A whole HTTP/1.1 answer the proxy makes itself: `status` with its reason, a text/plain body,
+// `weft-proxy-error: <kind>` and `connection: close`.
+std::string errorResponse(int status, std::string_view kind);
+
 // The protocol-neutral head of a parsed HTTP/1 request (moves strings out of `h`): hop-by-hop
 // fields (and those Connection names) removed, target split per its form, framing noted.
 RequestHead fromHttp1(http1::RequestHead& h);
