@@ -15,8 +15,12 @@ Body::Body(const asio::any_io_executor& ex, std::size_t high_water) : ex_(ex), h
 
 Body::~Body() = default;
 
+std::shared_ptr<Body> Body::make(const asio::any_io_executor& ex, std::size_t high_water) {
+  return makeRecycled<Body>(ex, high_water);
+}
+
 std::shared_ptr<Body> Body::empty(const asio::any_io_executor& ex) {
-  auto b = std::make_shared<Body>(ex);
+  auto b = make(ex);
   b->finish();
   return b;
 }
@@ -57,7 +61,7 @@ std::optional<Body::Chunk> Body::tryRead() {
     Chunk c;
     c.data.swap(buffered_);
     wakeWriter();
-    if (on_consumed) on_consumed(c.data.size());
+    if (producer) producer->consumed(c.data.size());
     return c;
   }
   if (cancelled_) return Chunk{Kind::kAbort, {}, {}, "cancelled"};
@@ -68,7 +72,7 @@ std::optional<Body::Chunk> Body::tryRead() {
   c.error = error_;
   if (!delivered_end_) {
     delivered_end_ = true;
-    if (on_done) on_done(c.kind, c.trailers, c.error);
+    if (observer) observer->done(c.kind, c.trailers, c.error);
   }
   return c;
 }
@@ -90,12 +94,11 @@ void Body::cancel() {
   wakeReader();
   if (!delivered_end_) {
     delivered_end_ = true;
-    if (on_done) on_done(Kind::kAbort, trailers_, "cancelled");
+    if (observer) observer->done(Kind::kAbort, trailers_, "cancelled");
   }
-  if (on_cancel) {
-    auto f = std::move(on_cancel);
-    on_cancel = nullptr;
-    f();
+  if (producer) {
+    auto p = producer;  // the producer may drop its body (and so this) from cancelled()
+    p->cancelled();
   }
 }
 

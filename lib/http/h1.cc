@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -39,10 +40,11 @@ bool isHopByHop(std::string_view name) {
          iequals(name, "http2-settings");
 }
 
-// Names listed in Connection are hop-by-hop too.
-std::vector<std::string> connectionTokens(const http1::Headers& h) {
-  std::vector<std::string> out;
-  for (const auto& f : h.all()) {
+// Calls fn(token) for each name the Connection fields list (RFC 9110 §7.6.1), but keep-alive and
+// close: those name no field that is not hop-by-hop already.
+template <typename F>
+void forEachConnectionToken(const Fields& all, F&& fn) {
+  for (const auto& f : all) {
     if (!iequals(f.name, "connection")) continue;
     std::string_view v = f.value;
     while (!v.empty()) {
@@ -50,29 +52,56 @@ std::vector<std::string> connectionTokens(const http1::Headers& h) {
       auto t = v.substr(0, comma);
       while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
       while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-      if (!t.empty()) out.emplace_back(t);
+      if (!t.empty() && !iequals(t, "keep-alive") && !iequals(t, "close")) fn(t);
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);
     }
   }
-  return out;
 }
 
-// The end-to-end fields of `h`, moved out of it (the head is not used after).
+// The end-to-end fields of `h`, moved out of it (the head is not used after): hop-by-hop fields
+// and the names Connection lists are dropped. Filters in place, with the tokens as views of the
+// Connection values: a head costs no allocation here. Every field is judged before any moves
+// (compaction overwrites dropped fields, Connection's among them).
 Fields endToEnd(http1::Headers& h) {
-  auto tokens = connectionTokens(h);
-  std::vector<http1::Header> all = h.release();
-  Fields out;
-  out.reserve(all.size());
-  for (auto& f : all) {
-    if (isHopByHop(f.name)) continue;
-    if (!tokens.empty() &&
-        std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) { return iequals(t, f.name); })) {
-      continue;
+  Fields all = h.release();
+  std::array<std::string_view, 16> tokens;
+  std::size_t n_tokens = 0;
+  bool overflow = false;
+  forEachConnectionToken(all, [&](std::string_view t) {
+    if (n_tokens < tokens.size()) {
+      tokens[n_tokens++] = t;
+    } else {
+      overflow = true;
     }
-    out.push_back(Field{std::move(f.name), std::move(f.value)});
+  });
+  if (overflow || all.size() > 64) {
+    // Rare heads: the tokens are copied and the filter may move freely.
+    std::vector<std::string> listed;
+    forEachConnectionToken(all, [&](std::string_view t) { listed.emplace_back(t); });
+    std::erase_if(all, [&](const Field& f) {
+      return isHopByHop(f.name) ||
+             std::any_of(listed.begin(), listed.end(), [&](const std::string& t) { return iequals(t, f.name); });
+    });
+    return all;
   }
-  return out;
+  uint64_t drop = 0;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const std::string& name = all[i].name;
+    if (isHopByHop(name) || std::any_of(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(n_tokens),
+                                        [&](std::string_view t) { return iequals(t, name); })) {
+      drop |= uint64_t{1} << i;
+    }
+  }
+  if (drop == 0) return all;
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if ((drop >> i) & 1) continue;
+    if (out != i) all[out] = std::move(all[i]);
+    ++out;
+  }
+  all.resize(out);
+  return all;
 }
 
 std::string_view reasonPhrase(int status) {
@@ -210,10 +239,14 @@ struct ServerConn {
   asio::awaitable<bool> fill() {
     auto [p, room] = buf.prepare(kReadSize);
     auto [ec, n] = co_await io.readSome(p, room);
+    co_return filled(ec, n);
+  }
+  // The second half of fill(), for a caller that reads itself (one coroutine frame less).
+  bool filled(asio::error_code ec, std::size_t n) {
     buf.commit(n);
     if (ec == asio::error::eof) eof = true;
     if (ec && !eof) failed = true;
-    co_return n > 0 || !ec;
+    return n > 0 || !ec;
   }
 };
 
@@ -256,9 +289,7 @@ asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared
     c->consume(r.consumed);
     if (!decoded.empty()) body->push(decoded);
     if (r.state == http1::ParseState::kDone) {
-      Fields trailers;
-      for (const auto& t : decoder.trailers().all()) trailers.push_back(Field{t.name, t.value});
-      body->finish(std::move(trailers));
+      body->finish(decoder.trailers().all());
       co_return true;
     }
     if (r.state == http1::ParseState::kError) {
@@ -274,6 +305,11 @@ asio::awaitable<bool> readRequestBody(std::shared_ptr<ServerConn> c, std::shared
 std::string serializeRequestHead(const RequestHead& head, bool chunked, bool upgrade) {
   std::string out;
   out.reserve(256);
+  appendRequestHead(out, head, chunked, upgrade);
+  return out;
+}
+
+void appendRequestHead(std::string& out, const RequestHead& head, bool chunked, bool upgrade) {
   out.append(head.method);
   out.push_back(' ');
   if (head.method == "CONNECT") {
@@ -299,7 +335,6 @@ std::string serializeRequestHead(const RequestHead& head, bool chunked, bool upg
   }
   if (chunked) appendField(out, "Transfer-Encoding", "chunked");
   out.append("\r\n");
-  return out;
 }
 
 asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1Settings& settings,
@@ -326,6 +361,7 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
 
   http1::RequestHeadParser parser(settings.limits);
   asio::steady_timer head_timer(ex);
+  std::string out;  // the response being written; its capacity serves the next one
   for (;;) {
     // 1. The head. The timer bounds a started head (slow loris); an idle connection may wait.
     parser.reset();
@@ -356,7 +392,9 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
         }
       }
       if (drain && drain->draining && idle) co_return okStatus();
-      if (!co_await conn->fill()) {
+      auto [p, room] = conn->buf.prepare(kReadSize);
+      auto [ec, n] = co_await stream.readSome(p, room);
+      if (!conn->filled(ec, n)) {
         if (head_guard) head_guard->armed = false;
         head_timer.cancel();
         if (head_guard && head_guard->timed_out) {
@@ -406,24 +444,30 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     // 2. The body streams while the request is forwarded.
     Request req;
     req.head = std::move(head);
-    std::shared_ptr<detail::Event> body_done;
-    auto body_ok = std::make_shared<bool>(true);
-    auto body_error = std::make_shared<ParseError>();  // a malformed body (chunked framing)
+    // The body's reader, when there is a body: done when it ends, whether it was read whole,
+    // and the parser's verdict on a malformed one (chunked framing).
+    struct BodyRead {
+      explicit BodyRead(const asio::any_io_executor& ex) : done(ex) {}
+      detail::Event done;
+      bool ok = true;
+      ParseError error;
+    };
+    std::shared_ptr<BodyRead> body_read;
     if (req.head.end_stream) {
       req.body = Body::empty(ex);
     } else {
-      req.body = std::make_shared<Body>(ex);
+      req.body = Body::make(ex);
       if (req.head.expect_continue) {
         // Answered at once: the upstream's own 100 (if any) is absorbed by the client side.
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         co_await stream.writeAll(kContinue.data(), kContinue.size());
       }
-      body_done = std::make_shared<detail::Event>(ex);
+      body_read = std::make_shared<BodyRead>(ex);
       asio::co_spawn(
           ex,
-          [conn, body = req.body, framing, body_done, body_ok, body_error]() -> asio::awaitable<void> {
-            *body_ok = co_await readRequestBody(conn, body, framing, *body_error);
-            body_done->set();
+          [conn, body = req.body, framing, body_read]() -> asio::awaitable<void> {
+            body_read->ok = co_await readRequestBody(conn, body, framing, body_read->error);
+            body_read->done.set();
           },
           asio::detached);
     }
@@ -431,16 +475,17 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
 
     // 3. The response.
     Response resp = co_await handler(std::move(req));
-    if (!body_error->kind.empty()) {
+    if (body_read && !body_read->error.kind.empty()) {
       // The body broke the framing rules: the client gets the parser's answer, not whatever the
       // (aborted) upstream exchange produced.
       resp.body->cancel();
-      report(body_error->kind);
-      auto answer = errorResponse(body_error->status, body_error->kind);
+      const ParseError error = body_read->error;
+      report(error.kind);
+      auto answer = errorResponse(error.status, error.kind);
       co_await stream.writeAll(answer.data(), answer.size());
       stream.shutdownWrite();
-      if (body_done) co_await body_done->wait();
-      co_return Error::downstream(std::string(body_error->kind));
+      co_await body_read->done.wait();
+      co_return Error::downstream(std::string(error.kind));
     }
     const bool no_body = responseHasNoBody(method, resp.head.status);
     const bool has_length = find(resp.head.headers, "content-length").has_value();
@@ -453,7 +498,8 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
         close = true;  // HTTP/1.0: the body runs to the close
       }
     }
-    std::string out;
+    if (out.capacity() > 4 * kReadSize) std::string().swap(out);  // after a large response
+    out.clear();
     out.reserve(512);
     out.append(client_proto == Proto::kHttp10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     out.append(std::to_string(resp.head.status));
@@ -529,27 +575,27 @@ asio::awaitable<Status> serveH1(ByteStream& stream, std::string prefix, const H1
     if (write_failed) {
       report("downstream_io");
       stream.close(true);
-      if (body_done) co_await body_done->wait();
+      if (body_read) co_await body_read->done.wait();
       co_return Error::downstream("downstream_io");
     }
     if (body_aborted) {
       report("response_body_aborted");
       stream.close(true);
-      if (body_done) co_await body_done->wait();
+      if (body_read) co_await body_read->done.wait();
       co_return Error::upstream("response_body_aborted");
     }
 
     // 4. The request body must have been read whole to read the next request.
-    if (body_done) {
-      if (!body_done->isSet()) {
+    if (body_read) {
+      if (!body_read->done.isSet()) {
         // Answered before the body was read (e.g. an early error): the rest of the body is
         // unread, so the connection cannot carry another request.
         if (auto b = req_body.lock()) b->cancel();
         stream.close(false);
-        co_await body_done->wait();
+        co_await body_read->done.wait();
         co_return okStatus();
       }
-      if (!*body_ok) {
+      if (!body_read->ok) {
         report("request_body");
         stream.close(true);
         co_return Error::downstream("request_body");
@@ -592,7 +638,11 @@ asio::awaitable<Result<Response>> H1Client::send(Request& req) {
   const bool was_reused = exchanges_ > 0;
   const bool has_body = !req.head.end_stream;
   const bool chunked = has_body && !find(req.head.headers, "content-length").has_value();
-  std::string out = serializeRequestHead(req.head, chunked);
+  // The connection's buffer, reused: its capacity outlives the exchange.
+  std::string& out = out_;
+  if (out.capacity() > 4 * kReadSize) std::string().swap(out);  // after a large request
+  out.clear();
+  appendRequestHead(out, req.head, chunked);
   bool body_done = !has_body;
   if (has_body) {
     while (auto c = req.body->tryRead()) {
@@ -650,7 +700,10 @@ asio::awaitable<Result<Response>> H1Client::send(Request& req) {
         break;
       }
     }
-    auto [ec, n] = co_await fill();
+    // Read inline, not through fill(): one coroutine frame less per response.
+    auto [p, room] = in_.prepare(kReadSize);
+    auto [ec, n] = co_await t_->stream->readSome(p, room);
+    in_.commit(n);
     if (n == 0 && ec) {
       retryable_ = was_reused && !has_body && !got_bytes;
       close();
@@ -673,7 +726,7 @@ asio::awaitable<Result<Response>> H1Client::send(Request& req) {
     exchangeDone();
     co_return resp;
   }
-  resp.body = std::make_shared<Body>(ex);
+  resp.body = Body::make(ex);
   // Whatever body already arrived with the head is handed over now, so a small response is
   // complete when send() returns (the server side then writes head and body at once).
   if (framing.kind == K::kContentLength && in_.size() >= framing.length) {
@@ -747,9 +800,7 @@ asio::awaitable<void> H1Client::readBody(std::shared_ptr<Body> body, http1::Body
         in_.consume(r.consumed);
         if (!decoded.empty()) body->push(decoded);
         if (r.state == http1::ParseState::kDone) {
-          Fields trailers;
-          for (const auto& t : decoder.trailers().all()) trailers.push_back(Field{t.name, t.value});
-          body->finish(std::move(trailers));
+          body->finish(decoder.trailers().all());
           break;
         }
         if (r.state == http1::ParseState::kError) {

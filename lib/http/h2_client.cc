@@ -50,6 +50,8 @@ class ClientConn final : public Conn {
   std::shared_ptr<ClientStream> findClient(int32_t id) const {
     return std::static_pointer_cast<ClientStream>(find(id));
   }
+  // Without taking a reference, for callbacks that only look.
+  ClientStream* getClient(int32_t id) const { return static_cast<ClientStream*>(get(id)); }
   static ClientConn& from(void* user) { return static_cast<ClientConn&>(*static_cast<Conn*>(user)); }
   void closeStream(const std::shared_ptr<ClientStream>& st);
   void onDead() override;
@@ -158,7 +160,7 @@ asio::awaitable<Result<Response>> ClientConn::send(std::shared_ptr<ClientConn> c
   if (h.path.empty()) co_return Error::internal("bad_request", "request without a path");
   Headers nv;
   nv.add(":method", h.method);
-  nv.add(":scheme", h.scheme.empty() ? "http" : h.scheme);
+  nv.add(":scheme", h.scheme.empty() ? std::string_view("http") : std::string_view(h.scheme));
   std::string_view authority = h.authority;
   if (authority.empty()) authority = http::find(h.headers, "host").value_or("");
   if (!authority.empty()) nv.add(":authority", authority);
@@ -175,11 +177,12 @@ asio::awaitable<Result<Response>> ClientConn::send(std::shared_ptr<ClientConn> c
     co_return Error::upstream(id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? "refused_stream" : "connection_lost",
                               nghttp2_strerror(id));
   }
-  auto st = std::make_shared<ClientStream>(c->ex_, id);
+  auto st = makeRecycled<ClientStream>(c->ex_, id);
   if (has_body) st->out_body = req.body;
   c->streams_[id] = st;
   c->wantWrite();
-  if (has_body) asio::co_spawn(c->ex_, pump(c, st), asio::detached);
+  // A body already whole goes to nghttp2 now; a streaming one needs the pump.
+  if (has_body && !c->takeReady(*st)) asio::co_spawn(c->ex_, pump(c, st), asio::detached);
   while (!st->head_done && !st->error) co_await st->ready_sig.wait();
   if (st->error) co_return *st->error;
   co_return std::move(st->response);
@@ -192,7 +195,7 @@ int ClientConn::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
                          void* user) {
   auto& c = from(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  auto st = c.findClient(frame->hd.stream_id);
+  auto* st = c.getClient(frame->hd.stream_id);
   if (!st) return 0;
   st->field_bytes += namelen + valuelen + 32;
   if (st->field_bytes > c.settings_.max_header_list_size) {
@@ -212,6 +215,7 @@ int ClientConn::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
     return 0;
   }
   if (!name.empty() && name.front() == ':') return 0;
+  if (st->fields.empty()) st->fields.reserve(8);  // one allocation for most heads
   st->fields.push_back(Field{std::string(name), std::string(value)});
   return 0;
 }
@@ -221,7 +225,7 @@ int ClientConn::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* 
   const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
-      auto st = c.findClient(frame->hd.stream_id);
+      auto* st = c.getClient(frame->hd.stream_id);
       if (!st || st->error) break;
       st->field_bytes = 0;
       if (!st->head_done) {
@@ -238,17 +242,10 @@ int ClientConn::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* 
         if (end) {
           r.body = Body::empty(c.ex_);
         } else {
-          r.body = std::make_shared<Body>(c.ex_);
+          r.body = Body::make(c.ex_);
           st->in_body = r.body;
-          st->in_flow = c.trackInBody(st->id, *r.body);
-          // The caller will read no more: reset the stream and return what it left unread.
-          r.body->on_cancel = [flow = st->in_flow, weak = c.weak_from_this(), id = st->id] {
-            flow->discard = true;
-            flow->ackRest();
-            auto conn = weak.lock();
-            if (!conn || conn->dead()) return;
-            if (auto s = conn->find(id); s && !s->closed) conn->resetStream(id, NGHTTP2_CANCEL);
-          };
+          // The caller reading no more resets the stream (and returns what it left unread).
+          st->in_flow = c.trackInBody(st->id, *r.body, true);
         }
         st->head_done = true;
         st->ready_sig.notify();
@@ -260,7 +257,7 @@ int ClientConn::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* 
     }
     case NGHTTP2_DATA: {
       if (!end) break;
-      auto st = c.findClient(frame->hd.stream_id);
+      auto* st = c.getClient(frame->hd.stream_id);
       if (st && st->in_body) st->in_body->finish();
       break;
     }

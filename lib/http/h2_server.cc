@@ -1,6 +1,7 @@
 // HTTP/2 server side (h2.h): one nghttp2 server session per downstream connection; a handler
 // coroutine per stream.
 #include <algorithm>
+#include <charconv>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/this_coro.hpp>
@@ -33,6 +34,7 @@ struct ServerStream final : StreamBase {
   bool response_started = false;  // HEADERS submitted
   bool peer_reset = false;
   bool is_head = false;
+  Request request;  // from the head until its handler starts
 };
 
 class ServerConn final : public Conn {
@@ -56,9 +58,11 @@ class ServerConn final : public Conn {
   std::shared_ptr<ServerStream> findServer(int32_t id) const {
     return std::static_pointer_cast<ServerStream>(find(id));
   }
+  // Without taking a reference, for callbacks that only look.
+  ServerStream* getServer(int32_t id) const { return static_cast<ServerStream*>(get(id)); }
   static ServerConn& from(void* user) { return static_cast<ServerConn&>(*static_cast<Conn*>(user)); }
 
-  void onRequest(const std::shared_ptr<ServerStream>& st, bool end_stream);
+  void onRequest(ServerStream* st, bool end_stream);
   bool submitResponse(ServerStream& st, Response& rsp);
   void countEarlyReset();
   void startDrain();
@@ -164,7 +168,7 @@ asio::awaitable<Status> ServerConn::run(std::shared_ptr<ServerConn> c, std::stri
 int ServerConn::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto& c = from(user);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  c.streams_[frame->hd.stream_id] = std::make_shared<ServerStream>(c.ex_, frame->hd.stream_id);
+  c.streams_[frame->hd.stream_id] = makeRecycled<ServerStream>(c.ex_, frame->hd.stream_id);
   return 0;
 }
 
@@ -173,7 +177,7 @@ int ServerConn::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
                          void* user) {
   auto& c = from(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  auto st = c.findServer(frame->hd.stream_id);
+  auto* st = c.getServer(frame->hd.stream_id);
   if (!st) return 0;
   // HPACK bombs: count decoded bytes, as SETTINGS_MAX_HEADER_LIST_SIZE defines them.
   st->field_bytes += namelen + valuelen + 32;
@@ -218,6 +222,7 @@ int ServerConn::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
     }
     st->cookie_index = static_cast<int>(st->head.headers.size());
   }
+  if (st->head.headers.empty()) st->head.headers.reserve(8);  // one allocation for most heads
   st->head.headers.push_back(Field{std::string(name), std::string(value)});
   return 0;
 }
@@ -228,7 +233,7 @@ int ServerConn::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* 
   const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
-      auto st = c.findServer(frame->hd.stream_id);
+      auto* st = c.getServer(frame->hd.stream_id);
       if (!st) break;
       if (!st->head_done) {
         st->head_done = true;
@@ -242,14 +247,14 @@ int ServerConn::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* 
     }
     case NGHTTP2_DATA: {
       if (!end) break;
-      auto st = c.findServer(frame->hd.stream_id);
+      auto* st = c.getServer(frame->hd.stream_id);
       if (!st) break;
       st->req_ended = true;
       if (st->in_body) st->in_body->finish();
       break;
     }
     case NGHTTP2_RST_STREAM: {
-      if (auto st = c.findServer(frame->hd.stream_id)) st->peer_reset = true;
+      if (auto* st = c.getServer(frame->hd.stream_id)) st->peer_reset = true;
       break;
     }
     case NGHTTP2_PING:
@@ -276,7 +281,7 @@ int ServerConn::onFrameSend(nghttp2_session* session, const nghttp2_frame* frame
   }
   if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-    auto st = c.findServer(frame->hd.stream_id);
+    auto* st = c.getServer(frame->hd.stream_id);
     // The response is complete while the request is not: tell the client to stop sending
     // (RFC 9113 §8.1).
     if (st && !st->req_ended) {
@@ -317,7 +322,7 @@ int ServerConn::onStreamClose(nghttp2_session*, int32_t id, uint32_t, void* user
 
 // ---- streams ---------------------------------------------------------------------------------
 
-void ServerConn::onRequest(const std::shared_ptr<ServerStream>& st, bool end_stream) {
+void ServerConn::onRequest(ServerStream* st, bool end_stream) {
   st->req_ended = end_stream;
   if (st->fields_too_large) {
     Headers h;
@@ -335,21 +340,18 @@ void ServerConn::onRequest(const std::shared_ptr<ServerStream>& st, bool end_str
   if (end_stream) {
     req.body = Body::empty(ex_);
   } else {
-    req.body = std::make_shared<Body>(ex_);
+    req.body = Body::make(ex_);
     st->in_body = req.body;
-    st->in_flow = trackInBody(st->id, *req.body);
-    // The handler will read no more: what it left, and what still arrives, is acknowledged so
-    // the connection window does not shrink for good. The stream itself stays up: the
-    // response may still be on its way.
-    req.body->on_cancel = [flow = st->in_flow] {
-      flow->discard = true;
-      flow->ackRest();
-    };
+    st->in_flow = trackInBody(st->id, *req.body, false);
   }
-  // co_spawn runs the handler inline until its first suspension: never inside nghttp2.
-  defer([c = self(), st, req = std::move(req)]() mutable {
-    if (st->closed || c->dead_) return;  // reset in the same read: never started
-    asio::co_spawn(c->ex_, runStream(c, st, std::move(req)), asio::detached);
+  // co_spawn runs the handler inline until its first suspension: never inside nghttp2. The
+  // request waits in the stream, so the deferred call captures no more than std::function
+  // holds without allocating.
+  st->request = std::move(req);
+  defer([this, id = st->id] {
+    auto s = findServer(id);
+    if (!s || s->closed || dead_) return;  // reset in the same read: never started
+    asio::co_spawn(ex_, runStream(self(), s, std::move(s->request)), asio::detached);
   });
 }
 
@@ -376,7 +378,8 @@ asio::awaitable<void> ServerConn::runStream(std::shared_ptr<ServerConn> c,
     rsp.body->cancel();
     co_return;
   }
-  if (st->out_body) co_await pump(c, st);
+  // A body already whole went to nghttp2 in submitResponse; a streaming one needs the pump.
+  if (st->out_body && !st->out_done) co_await pump(c, st);
 }
 
 bool ServerConn::submitResponse(ServerStream& st, Response& rsp) {
@@ -388,7 +391,10 @@ bool ServerConn::submitResponse(ServerStream& st, Response& rsp) {
     rsp.head.end_stream = true;
   }
   Headers h;
-  h.add(":status", std::to_string(status));
+  char status_text[4];
+  auto [end, ec] = std::to_chars(status_text, status_text + sizeof status_text, status);
+  (void)ec;  // 200..999: three digits
+  h.add(":status", std::string_view(status_text, static_cast<std::size_t>(end - status_text)));
   h.addRegular(rsp.head.headers, false);
   st.response_started = true;
   int rv = 0;
@@ -399,7 +405,11 @@ bool ServerConn::submitResponse(ServerStream& st, Response& rsp) {
     st.out_body = rsp.body;
     auto prd = provider();
     rv = nghttp2_submit_response(session_, st.id, h.data(), h.size(), &prd);
-    if (rv != 0) st.out_body = nullptr;
+    if (rv != 0) {
+      st.out_body = nullptr;
+    } else {
+      takeReady(st);
+    }
   }
   if (rv != 0) {
     report("internal");

@@ -14,10 +14,14 @@ constexpr std::size_t kOutHighWater = 64 * 1024;
 constexpr std::size_t kWriteBatch = 64 * 1024;
 constexpr std::size_t kReadBuffer = 16 * 1024;
 
-nghttp2_nv makeNv(const std::string& name, const std::string& value) {
+nghttp2_nv makeNv(std::string_view name, std::string_view value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
                     value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+bool hasUpper(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 std::string_view trim(std::string_view s) {
@@ -29,8 +33,8 @@ std::string_view trim(std::string_view s) {
 ssize_t readDataCb(nghttp2_session* session, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
                    nghttp2_data_source*, void* user) {
   auto& c = *static_cast<Conn*>(user);
-  auto st = c.find(id);
-  if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // not ours: reset it
+  auto* st = c.get(id);
+  if (st == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // not ours: reset it
   std::size_t n = std::min(len, st->outPending());
   if (n > 0) std::memcpy(buf, st->out.data() + st->out_off, n);
   st->out_off += n;
@@ -72,28 +76,21 @@ int onDataChunkCb(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, si
 
 // ---- Headers ---------------------------------------------------------------------------------
 
-void Headers::add(std::string_view name, std::string_view value) {
-  strings_.emplace_back(std::string(name), std::string(value));
-}
+void Headers::add(std::string_view name, std::string_view value) { nv_.push_back(makeNv(name, value)); }
 
 void Headers::addRegular(const Fields& fields, bool keep_te_trailers) {
+  nv_.reserve(nv_.size() + fields.size());
   for (const auto& f : fields) {
     if (f.name.empty() || f.name.front() == ':') continue;
-    std::string name = lowercase(f.name);
+    std::string_view name = f.name;
+    if (hasUpper(name)) name = lowered_.emplace_back(lowercase(name));
     if (isConnectionSpecific(name) || name == "host") continue;
     if (name == "te") {
       if (keep_te_trailers && iequals(trim(f.value), "trailers")) add("te", "trailers");
       continue;
     }
-    strings_.emplace_back(std::move(name), f.value);
+    add(name, f.value);
   }
-}
-
-const nghttp2_nv* Headers::data() {
-  nv_.clear();
-  nv_.reserve(strings_.size());
-  for (const auto& [name, value] : strings_) nv_.push_back(makeNv(name, value));
-  return nv_.data();
 }
 
 bool isConnectionSpecific(std::string_view name) {
@@ -146,6 +143,17 @@ void InFlow::ack(std::size_t n) {
   c->wantWrite();
 }
 
+void InFlow::cancelled() {
+  // What the consumer left, and what still arrives, is acknowledged: the connection window must
+  // not shrink for good.
+  discard = true;
+  ackRest();
+  if (!reset_on_cancel) return;
+  auto c = conn.lock();
+  if (!c || c->dead()) return;
+  if (auto* s = c->get(id); s != nullptr && !s->closed) c->resetStream(id, NGHTTP2_CANCEL);
+}
+
 // ---- Conn ------------------------------------------------------------------------------------
 
 Conn::Conn(const asio::any_io_executor& ex, ByteStream& io, H2Hooks hooks)
@@ -164,11 +172,37 @@ Conn::~Conn() {
 }
 
 void Conn::runDeferred() {
+  // Not re-entered: work deferred meanwhile runs in this loop's next round.
+  if (in_deferred_) return;
+  in_deferred_ = true;
   while (!deferred_.empty()) {
-    auto batch = std::move(deferred_);
-    deferred_.clear();
-    for (auto& f : batch) f();
+    running_.swap(deferred_);  // both vectors keep their capacity
+    for (auto& f : running_) f();
+    running_.clear();
   }
+  in_deferred_ = false;
+}
+
+bool Conn::takeReady(StreamBase& st) {
+  while (auto c = st.out_body->tryRead()) {
+    if (c->kind == Body::Kind::kData) {
+      if (st.out.empty()) {
+        st.out.swap(c->data);
+      } else {
+        st.out.append(c->data);
+      }
+      continue;
+    }
+    st.out_done = true;
+    if (c->kind == Body::Kind::kEnd) {
+      st.out_eof = true;
+      st.out_trailers = std::move(c->trailers);
+    } else {
+      resetStream(st.id, c->error == "cancelled" ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
+    }
+    return true;
+  }
+  return false;
 }
 
 StreamPtr Conn::find(int32_t id) const {
@@ -184,8 +218,8 @@ nghttp2_data_provider Conn::provider() {
 }
 
 void Conn::onData(int32_t id, const uint8_t* data, std::size_t len) {
-  auto st = find(id);
-  if (!st || !st->in_body || !st->in_flow || st->in_flow->discard || st->in_body->finished() ||
+  auto* st = get(id);
+  if (st == nullptr || !st->in_body || !st->in_flow || st->in_flow->discard || st->in_body->finished() ||
       st->in_body->cancelled()) {
     // Nobody will read it: give the window back now.
     nghttp2_session_consume(session_, id, len);
@@ -201,11 +235,12 @@ void Conn::cancelOutBody(const StreamPtr& st) {
   defer([body = st->out_body] { body->cancel(); });
 }
 
-std::shared_ptr<InFlow> Conn::trackInBody(int32_t id, Body& body) {
-  auto flow = std::make_shared<InFlow>();
+std::shared_ptr<InFlow> Conn::trackInBody(int32_t id, Body& body, bool reset_on_cancel) {
+  auto flow = makeRecycled<InFlow>();
   flow->conn = weak_from_this();
   flow->id = id;
-  body.on_consumed = [flow](std::size_t n) { flow->ack(n); };
+  flow->reset_on_cancel = reset_on_cancel;
+  body.producer = flow;
   return flow;
 }
 

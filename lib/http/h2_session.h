@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,9 +48,10 @@ class Signal {
  public:
   explicit Signal(const asio::any_io_executor& ex) : timer_(ex, asio::steady_timer::time_point::max()) {}
   void notify() { timer_.cancel(); }
-  asio::awaitable<void> wait() {
+  // Not a coroutine itself (one frame less per wait): co_await it and ignore the result.
+  auto wait() {
     timer_.expires_at(asio::steady_timer::time_point::max());
-    co_await timer_.async_wait(kAwait);
+    return timer_.async_wait(kAwait);
   }
   // True when notified, false when `d` passed first.
   asio::awaitable<bool> waitFor(std::chrono::steady_clock::duration d) {
@@ -62,21 +64,24 @@ class Signal {
   asio::steady_timer timer_;
 };
 
-// Header fields in nghttp2's form. nghttp2 copies names and values when a frame is submitted,
-// so a Headers only has to outlive the submit call.
+// Header fields in nghttp2's form, pointing at the caller's strings: nghttp2 copies names and
+// values when a frame is submitted, so what they point at (and the Headers) only has to outlive
+// the submit call. Only names that need lowercasing are copied.
 class Headers {
  public:
+  Headers() { nv_.reserve(8); }
+  // By reference: `name` and `value` must outlive the submit call.
   void add(std::string_view name, std::string_view value);
   // Adds the regular fields of `fields` with lowercased names, leaving out pseudo-headers and
   // connection-specific fields (RFC 9113 §8.2.2). `keep_te_trailers`: "te: trailers" is the one
-  // TE a request may carry.
+  // TE a request may carry. By reference, as add().
   void addRegular(const Fields& fields, bool keep_te_trailers);
-  const nghttp2_nv* data();
-  [[nodiscard]] std::size_t size() const { return strings_.size(); }
+  [[nodiscard]] const nghttp2_nv* data() const { return nv_.data(); }
+  [[nodiscard]] std::size_t size() const { return nv_.size(); }
 
  private:
-  std::vector<std::pair<std::string, std::string>> strings_;
   std::vector<nghttp2_nv> nv_;
+  std::list<std::string> lowered_;  // stable addresses; empty unless a name had capitals
 };
 
 // Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2); `name` is lowercase.
@@ -91,7 +96,7 @@ class Conn;
 // (nghttp2_session_consume -> WINDOW_UPDATE) only as the consumer takes it. Shared by the stream
 // and the Body's on_consumed, so that when the consumer cancels or simply drops the Body, the
 // bytes it never took are still returned to the connection window.
-struct InFlow {
+struct InFlow final : BodyProducer {
   std::weak_ptr<Conn> conn;
   int32_t id = 0;
   uint64_t pushed = 0;
@@ -99,10 +104,15 @@ struct InFlow {
   // The consumer cancelled: DATA from now on is acknowledged on arrival and dropped.
   bool discard = false;
   bool stream_closed = false;
+  // A client's response body: the consumer's cancel also resets the stream. (A server keeps the
+  // stream up when the handler stops reading: its response may still be on its way.)
+  bool reset_on_cancel = false;
 
   void ack(std::size_t n);
   void ackRest() { ack(static_cast<std::size_t>(pushed - acked)); }
-  ~InFlow() { ackRest(); }
+  void consumed(std::size_t n) override { ack(n); }
+  void cancelled() override;
+  ~InFlow() override { ackRest(); }
 };
 
 struct StreamBase {
@@ -154,6 +164,15 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void defer(std::function<void()> f) { deferred_.push_back(std::move(f)); }
   void runDeferred();
   StreamPtr find(int32_t id) const;
+  // Takes what st.out_body has ready into st.out. True when the body is complete (or aborted:
+  // the stream is then reset): no pump is needed. Called after the stream's HEADERS are
+  // submitted.
+  bool takeReady(StreamBase& st);
+  // find() without taking a reference (callbacks that only look).
+  StreamBase* get(int32_t id) const {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  }
 
   // Called before the loops are spawned (they may start later, when co_spawn posts).
   void setLoopsRunning() { reader_running_ = writer_running_ = true; }
@@ -170,8 +189,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // A stream (or the connection) will send no more of `st`'s outgoing body: cancel it, outside
   // the nghttp2 callback.
   void cancelOutBody(const StreamPtr& st);
-  // Installs on_consumed on `body` and returns the accounting for a new received body.
-  std::shared_ptr<InFlow> trackInBody(int32_t id, Body& body);
+  // Becomes `body`'s producer: the accounting for a new received body.
+  std::shared_ptr<InFlow> trackInBody(int32_t id, Body& body, bool reset_on_cancel);
   void resetStream(int32_t id, uint32_t code);
 
   // The connection failed or ended: no more nghttp2 calls; fail every stream.
@@ -204,6 +223,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool recv_failed_ = false;
   std::string error_;  // the connection-level error, "" for a clean end
   std::vector<std::function<void()>> deferred_;
+  std::vector<std::function<void()>> running_;  // the batch runDeferred runs (keeps capacity)
+  bool in_deferred_ = false;
 };
 
 // Sets the callbacks both sides install the same way.

@@ -333,7 +333,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
         frame[3] = static_cast<char>(len >> 8);
         frame[4] = static_cast<char>(len);
         frame += msg;
-        req.body = std::make_shared<http::Body>(ex_);
+        req.body = http::Body::make(ex_);
         req.body->push(frame);
         req.body->finish();
         auto resp = co_await (*client)->send(std::move(req));

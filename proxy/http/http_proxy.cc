@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <span>
 #include <unordered_map>
 
 #include "lib/http/event.h"
@@ -117,9 +118,9 @@ ProxyErr classify(const Error& e, bool timed_out) {
   return {502, e.kind, 14};
 }
 
-Response errorResponse(const asio::any_io_executor& ex, const http::RequestHead& req, const ProxyErr& err) {
+Response errorResponse(const asio::any_io_executor& ex, bool grpc, const ProxyErr& err) {
   Response r;
-  if (req.isGrpc()) {
+  if (grpc) {
     // gRPC clients read the status from grpc-status: a trailers-only response (gRPC over HTTP/2).
     r.head.status = 200;
     r.head.headers = {{"content-type", "application/grpc"},
@@ -135,7 +136,7 @@ Response errorResponse(const asio::any_io_executor& ex, const http::RequestHead&
   r.head.headers = {{"content-type", "text/plain"},
                     {"content-length", std::to_string(text.size())},
                     {std::string(kProxyError), err.kind}};
-  r.body = std::make_shared<Body>(ex);
+  r.body = Body::make(ex);
   r.body->push(text);
   r.body->finish();
   return r;
@@ -177,11 +178,19 @@ struct Endpoint {
   Clock::time_point used = Clock::now();
 };
 
-std::string endpointKey(const tcp::endpoint& ep, Kind k) {
-  std::string key(reinterpret_cast<const char*>(ep.data()), ep.size());
-  key.push_back(static_cast<char>(k));
-  return key;
-}
+// Endpoints are keyed by address and how requests reach them.
+struct EndpointKey {
+  tcp::endpoint addr;
+  Kind kind;
+  bool operator==(const EndpointKey&) const = default;
+};
+struct EndpointKeyHash {
+  std::size_t operator()(const EndpointKey& k) const {
+    const auto* p = reinterpret_cast<const unsigned char*>(k.addr.data());
+    return std::hash<std::string_view>()(std::string_view(reinterpret_cast<const char*>(p), k.addr.size())) ^
+           static_cast<std::size_t>(k.kind);
+  }
+};
 
 // The tcp_* series of the connections a worker opens to one endpoint.
 struct DstSeries {
@@ -224,7 +233,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
   http::H1Settings h1_;
   http::H2Settings h2_;
   std::mt19937 rng_;
-  std::unordered_map<std::string, std::unique_ptr<Endpoint>> endpoints_;
+  std::unordered_map<EndpointKey, std::unique_ptr<Endpoint>, EndpointKeyHash> endpoints_;
   std::unordered_map<std::string, std::shared_ptr<RouteSeries>> series_;
   Clock::time_point last_sweep_ = Clock::now();
 
@@ -316,15 +325,30 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       countResponse(rs, status, head_grpc, proxy_error);
       return;
     }
-    // Weakly: the body may be held by a pool connection the Impl owns.
-    std::weak_ptr<Impl> weak = weak_from_this();
-    // Held until the body ends: a stream may outlive the series' idle sweep.
-    std::shared_ptr<RouteSeries> series = seriesPtr(rs);
-    auto prev = std::move(resp.body->on_done);
-    resp.body->on_done = [weak, series, status, grpc, head_grpc, proxy_error, prev](
-                             Body::Kind kind, const http::Fields& trailers, std::string_view error) {
-      if (prev) prev(kind, trailers, error);
-      auto self = weak.lock();
+    auto t = http::makeRecycled<ResponseTracker>();
+    t->impl = weak_from_this();
+    t->series = seriesPtr(rs);
+    t->status = status;
+    t->grpc = grpc;
+    t->head_grpc = std::move(head_grpc);
+    t->proxy_error = std::move(proxy_error);
+    t->prev = std::move(resp.body->observer);
+    resp.body->observer = std::move(t);
+  }
+
+  // Counts a response whose body was still to come when its head was counted.
+  struct ResponseTracker final : http::BodyObserver {
+    std::weak_ptr<Impl> impl;             // weakly: a pool connection the Impl owns may hold the body
+    std::shared_ptr<RouteSeries> series;  // held: a stream may outlive the series' idle sweep
+    int status = 0;
+    bool grpc = false;
+    std::string head_grpc;
+    std::string proxy_error;
+    std::shared_ptr<http::BodyObserver> prev;
+
+    void done(Body::Kind kind, const http::Fields& trailers, std::string_view error) override {
+      if (prev) prev->done(kind, trailers, error);
+      auto self = impl.lock();
       if (!self) return;
       std::string grpc_status = head_grpc;
       if (grpc && grpc_status.empty()) {
@@ -336,11 +360,10 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
         self->countError(error == "cancelled" ? "response_cancelled" : "response_aborted");
       }
       self->countResponse(*series, status, grpc_status, err);
-    };
-  }
+    }
+  };
 
-  void sweep() {
-    const auto now = Clock::now();
+  void sweep(Clock::time_point now) {
     if (now - last_sweep_ < std::chrono::minutes(1)) return;
     last_sweep_ = now;
     std::erase_if(series_, [&](auto& kv) {
@@ -356,8 +379,8 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
 
   // --- balancing -------------------------------------------------------------------------
 
-  Endpoint& endpoint(const tcp::endpoint& addr, Kind kind, const std::string* identity) {
-    auto& slot = endpoints_[endpointKey(addr, kind)];
+  Endpoint& endpoint(const tcp::endpoint& addr, Kind kind, const std::string* identity, Clock::time_point now) {
+    auto& slot = endpoints_[EndpointKey{addr, kind}];
     if (!slot) {
       slot = std::make_unique<Endpoint>();
       slot->addr = addr;
@@ -366,7 +389,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
       slot->ewma_ms = static_cast<double>(s_.ewma_default_rtt.count());
       slot->tls = endpointTls(*slot);
     }
-    slot->used = Clock::now();
+    slot->used = now;
     return *slot;
   }
 
@@ -382,8 +405,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     return decayed * (e.pending + 1);
   }
 
-  void observeRtt(Endpoint& e, double rtt_ms) {
-    const auto now = Clock::now();
+  void observeRtt(Endpoint& e, double rtt_ms, Clock::time_point now) {
     const double elapsed = ms(now - e.ewma_at);
     e.ewma_at = now;
     if (!e.measured) {
@@ -412,8 +434,7 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
 
   // Power of two choices over peak-EWMA cost, among the endpoints not backed off (all of them
   // when every one is).
-  Endpoint* pick(std::vector<Endpoint*>& candidates, const Endpoint* avoid) {
-    const auto now = Clock::now();
+  Endpoint* pick(std::span<Endpoint* const> candidates, const Endpoint* avoid, Clock::time_point now) {
     std::vector<Endpoint*>& up = pick_scratch_;
     up.clear();
     for (Endpoint* c : candidates) {
@@ -612,16 +633,15 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     co_return Error::upstream("refused_stream");
   }
 
+  // Not a coroutine itself: one coroutine frame less per request.
   asio::awaitable<Result<Response>> dispatch(Endpoint& e, Request& req, bool& connect_failed) {
-    if (e.kind == Kind::kH1) co_return co_await sendH1(e, req, connect_failed);
-    co_return co_await sendH2(e, req, connect_failed);
+    return e.kind == Kind::kH1 ? sendH1(e, req, connect_failed) : sendH2(e, req, connect_failed);
   }
 
-  // Sends with the request timeout, if any: past it the exchange is abandoned (its connection
+  // Sends with the request timeout (set): past it the exchange is abandoned (its connection
   // closed or its stream cancelled when it completes) and the client gets 504.
   asio::awaitable<Result<Response>> dispatchTimed(Endpoint& e, Request& req, bool& connect_failed,
                                                   bool& timed_out) {
-    if (s_.request_timeout.count() == 0) co_return co_await dispatch(e, req, connect_failed);
     struct Shared {
       explicit Shared(const asio::any_io_executor& ex) : done(ex) {}
       http::detail::Event done;
@@ -677,10 +697,10 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     std::shared_ptr<RouteSeries> last_rs;
   };
 
-  RouteSeries& seriesFor(ConnCtx& cc, Endpoint& e, const std::string& authority) {
+  RouteSeries& seriesFor(ConnCtx& cc, Endpoint& e, const std::string& authority, Clock::time_point now) {
     if (cc.last_rs && cc.last_ep == &e && cc.last_epoch == epoch_ &&
         cc.last_labels_version == e.labels_version && cc.last_authority == authority) {
-      cc.last_rs->used = Clock::now();
+      cc.last_rs->used = now;
       return *cc.last_rs;
     }
     const TlsLabels& tls = inbound() ? cc.info.tls : e.tls;
@@ -693,139 +713,176 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     return rs;
   }
 
-  asio::awaitable<Response> handle(Request req, ConnCtx& cc) {
-    sweep();
-    const auto received = req.received;
-    const bool grpc = req.head.isGrpc();
-    http::RequestHead head_for_errors;
-    head_for_errors.headers = grpc ? http::Fields{{"content-type", "application/grpc"}} : http::Fields{};
-    if (inbound()) {
-      if (cc.info.from_mesh) {
-        // Restore the HTTP/1 request the peer's application sent.
-        if (auto orig = http::find(req.head.headers, kOrigProto)) {
-          std::string v(*orig);
-          req.head.proto = v.starts_with("HTTP/1.0") ? http::Proto::kHttp10 : http::Proto::kHttp11;
-          req.head.absolute_form = v.find("absolute-form") != std::string::npos;
-          http::erase(req.head.headers, kOrigProto);
-          restoreOrigNames(req.head);
-        }
-      } else {
+  // The request's mesh fields: restored from (inbound, from a peer proxy) or removed (nobody else
+  // may say them).
+  void meshFields(Request& req, const ConnCtx& cc) {
+    if (inbound() && cc.info.from_mesh) {
+      // Restore the HTTP/1 request the peer's application sent.
+      if (auto orig = http::find(req.head.headers, kOrigProto)) {
+        std::string v(*orig);
+        req.head.proto = v.starts_with("HTTP/1.0") ? http::Proto::kHttp10 : http::Proto::kHttp11;
+        req.head.absolute_form = v.find("absolute-form") != std::string::npos;
         http::erase(req.head.headers, kOrigProto);
-        http::erase(req.head.headers, kOrigNames);
+        restoreOrigNames(req.head);
       }
-    } else {
-      http::erase(req.head.headers, kOrigProto);  // only proxies may say it
-      http::erase(req.head.headers, kOrigNames);
+      return;
     }
+    http::erase(req.head.headers, kOrigProto);
+    http::erase(req.head.headers, kOrigNames);
+  }
 
-    // Route.
-    std::vector<Endpoint*> candidates;
-    const std::vector<tcp::endpoint>* list = (!inbound() && s_.endpoints) ? s_.endpoints->find(cc.info.target) : nullptr;
-    auto kindFor = [&](const std::string* identity) {
-      if (identity != nullptr) return Kind::kMeshH2;
-      return req.head.proto == http::Proto::kHttp2 ? Kind::kH2 : Kind::kH1;
-    };
+  Kind kindFor(const Request& req, const std::string* identity) const {
+    if (identity != nullptr) return Kind::kMeshH2;
+    return req.head.proto == http::Proto::kHttp2 ? Kind::kH2 : Kind::kH1;
+  }
+
+  // The endpoints a request may go to, when discovery is not asked: the static list for the
+  // target, else the target itself (in `single`: the common case needs no vector).
+  void staticRoute(const Request& req, const ConnCtx& cc, Clock::time_point now,
+                   std::vector<Endpoint*>& candidates, Endpoint*& single) {
     auto identityOf = [&](const tcp::endpoint& ep) -> const std::string* {
       if (inbound() || !s_.identity_enabled || !s_.meshed) return nullptr;
       return s_.meshed->identityFor(ep);
     };
-    DiscoveryPtr discovered;
-    if (!inbound() && dest_ && dest_->inScope(cc.info.target)) {
-      auto d = co_await dest_->resolve(cc.info.target);
-      if (!d || !(*d)->exists) {
-        ProxyErr pe{503, !d ? "discovery_unavailable" : "unknown_destination", 14};
-        countError(pe.kind);
-        co_return errorResponse(ex_, head_for_errors, pe);
-      }
-      discovered = *d;
-      for (const auto& de : discovered->endpoints) {
-        const std::string* id = (s_.identity_enabled && !de.identity.empty()) ? &de.identity : nullptr;
-        Endpoint& e = endpoint(de.addr, kindFor(id), id);
-        if (e.labels_version != discovered->version) {
-          e.dst_labels = de.labels;
-          e.labels_version = discovered->version;
-        }
-        candidates.push_back(&e);
-      }
-    } else if (list) {
+    const std::vector<tcp::endpoint>* list =
+        (!inbound() && s_.endpoints) ? s_.endpoints->find(cc.info.target) : nullptr;
+    if (list) {
       for (const auto& ep : *list) {
         const std::string* id = identityOf(ep);
-        candidates.push_back(&endpoint(ep, kindFor(id), id));
+        candidates.push_back(&endpoint(ep, kindFor(req, id), id, now));
       }
-    } else {
-      const std::string* id = identityOf(cc.info.target);
-      candidates.push_back(&endpoint(cc.info.target, kindFor(id), id));
+      return;
     }
+    const std::string* id = identityOf(cc.info.target);
+    single = &endpoint(cc.info.target, kindFor(req, id), id, now);
+  }
 
-    Endpoint* e = pick(candidates, nullptr);
-    Result<Response> result = Error::upstream("no_endpoints");
-    bool timed_out = false;
-    RouteSeries* rs = nullptr;
-    const bool replayable = req.head.end_stream;
-    for (int attempt = 0; e != nullptr && attempt < 2; ++attempt) {
-      rs = &seriesFor(cc, *e, req.head.authority);
-      rs->requests->inc();
-      if (e->kind == Kind::kMeshH2 && req.head.proto != http::Proto::kHttp2) {
-        std::string v(http::protoName(req.head.proto));
-        if (req.head.absolute_form) v += "; absolute-form";
-        addOrigNames(req.head);
-        req.head.headers.push_back(http::Field{std::string(kOrigProto), std::move(v)});
+  void discoveredRoute(const Request& req, const Discovery& d, Clock::time_point now,
+                       std::vector<Endpoint*>& candidates) {
+    for (const auto& de : d.endpoints) {
+      const std::string* id = (s_.identity_enabled && !de.identity.empty()) ? &de.identity : nullptr;
+      Endpoint& e = endpoint(de.addr, kindFor(req, id), id, now);
+      if (e.labels_version != d.version) {
+        e.dst_labels = de.labels;
+        e.labels_version = d.version;
       }
-      bool connect_failed = false;
-      ++e->pending;
-      result = co_await dispatchTimed(*e, req, connect_failed, timed_out);
-      --e->pending;
-      if (result) {
-        // Failure accrual: 5xx answers in a row (an endpoint whose proxy is up but whose
-        // application is not answers fast, and would otherwise attract traffic).
-        if (result->head.status >= 500) {
-          if (++e->consecutive_failures >= kFailureAccrual) markDown(*e);
-        } else {
-          e->consecutive_failures = 0;
-          markUp(*e);
-        }
-        break;
-      }
-      if (connect_failed) {
-        markDown(*e);
-        // Nothing was sent: another endpoint may serve it. (The body was not touched either.)
-        if (attempt == 0 && candidates.size() > 1 && replayable) {
-          countError(result.error().kind);
-          countResponse(*rs, 0, "", result.error().kind);
-          Endpoint* next = pick(candidates, e);
-          if (next != e) {
-            // The request was not taken (the connection failed first): send it there, without
-            // what this hop added for the mesh.
-            http::erase(req.head.headers, kOrigProto);
-            http::erase(req.head.headers, kOrigNames);
-            e = next;
-            continue;
-          }
-        }
-      }
-      break;
+      candidates.push_back(&e);
     }
+  }
 
-    const double latency = ms(Clock::now() - received);
+  // Before sending to `e`: the request series counts it, and a meshed hop says what to restore.
+  RouteSeries& beginAttempt(Request& req, ConnCtx& cc, Endpoint& e, Clock::time_point now) {
+    RouteSeries& rs = seriesFor(cc, e, req.head.authority, now);
+    rs.requests->inc();
+    if (e.kind == Kind::kMeshH2 && req.head.proto != http::Proto::kHttp2) {
+      std::string v(http::protoName(req.head.proto));
+      if (req.head.absolute_form) v += "; absolute-form";
+      addOrigNames(req.head);
+      req.head.headers.push_back(http::Field{std::string(kOrigProto), std::move(v)});
+    }
+    return rs;
+  }
+
+  // After an attempt. Returns whether to try `next` (set) with the same request: a connection
+  // that failed took nothing, so another endpoint may serve a request without a body.
+  bool endAttempt(Request& req, Endpoint& e, RouteSeries& rs, const Result<Response>& result,
+                  bool connect_failed, bool may_retry, std::span<Endpoint* const> choices, Endpoint*& next) {
+    if (result) {
+      // Failure accrual: 5xx answers in a row (an endpoint whose proxy is up but whose
+      // application is not answers fast, and would otherwise attract traffic).
+      if (result->head.status >= 500) {
+        if (++e.consecutive_failures >= kFailureAccrual) markDown(e);
+      } else {
+        e.consecutive_failures = 0;
+        markUp(e);
+      }
+      return false;
+    }
+    if (!connect_failed) return false;
+    markDown(e);
+    if (!may_retry || choices.size() < 2) return false;
+    countError(result.error().kind);
+    countResponse(rs, 0, "", result.error().kind);
+    next = pick(choices, &e, Clock::now());
+    if (next == &e) return false;
+    // Not taken: send it there, without what this hop added for the mesh.
+    http::erase(req.head.headers, kOrigProto);
+    http::erase(req.head.headers, kOrigNames);
+    return true;
+  }
+
+  // The response to give the client, and its metrics.
+  Response finish(Result<Response>& result, Endpoint* e, RouteSeries* rs, const ConnCtx& cc,
+                  Clock::time_point received, bool grpc, bool timed_out) {
+    const auto now = Clock::now();
+    const double latency = ms(now - received);
     if (!result) {
       const Error& err = result.error();
       ProxyErr pe = classify(err, timed_out);
       countError(pe.kind);
       spdlog::debug("{} request to {}: {} ({})", directionName(s_.direction),
                     e ? addrString(e->addr) : addrString(cc.info.target), pe.kind, err.message());
-      Response r = errorResponse(ex_, head_for_errors, pe);
-      if (e) observeRtt(*e, pe.status == 504 ? latency : std::max(latency, 1000.0));
+      Response r = errorResponse(ex_, grpc, pe);
+      if (e) observeRtt(*e, pe.status == 504 ? latency : std::max(latency, 1000.0), now);
       if (rs) {
         observeLatency(*rs, r.head.status, latency);
         trackResponse(r, *rs, grpc);
       }
-      co_return r;
+      return r;
     }
     Response resp = std::move(result.value());
-    observeRtt(*e, latency);
+    observeRtt(*e, latency, now);
     observeLatency(*rs, resp.head.status, latency);
     trackResponse(resp, *rs, grpc);
-    co_return resp;
+    return resp;
+  }
+
+  // A coroutine kept small on purpose (the work is in the helpers above): Asio recycles
+  // coroutine frames of up to ~1 KB, a larger one costs a malloc and free per request.
+  asio::awaitable<Response> handle(Request req, ConnCtx& cc) {
+    const auto received = req.received;
+    sweep(received);
+    const bool grpc = req.head.isGrpc();
+    meshFields(req, cc);
+
+    std::vector<Endpoint*> candidates;
+    Endpoint* single = nullptr;
+    auto routed = received;  // the time endpoints are judged at (after a wait for discovery)
+    if (!inbound() && dest_ && dest_->inScope(cc.info.target)) {
+      auto d = co_await dest_->resolve(cc.info.target);
+      routed = Clock::now();
+      if (!d || !(*d)->exists) {
+        ProxyErr pe{503, !d ? "discovery_unavailable" : "unknown_destination", 14};
+        countError(pe.kind);
+        co_return errorResponse(ex_, grpc, pe);
+      }
+      discoveredRoute(req, **d, routed, candidates);
+    } else {
+      staticRoute(req, cc, routed, candidates, single);
+    }
+    const std::span<Endpoint* const> choices =
+        single != nullptr ? std::span<Endpoint* const>(&single, 1) : std::span<Endpoint* const>(candidates);
+
+    Endpoint* e = pick(choices, nullptr, routed);
+    Result<Response> result = Error::upstream("no_endpoints");
+    bool timed_out = false;
+    RouteSeries* rs = nullptr;
+    const bool replayable = req.head.end_stream;
+    for (int attempt = 0; e != nullptr && attempt < 2; ++attempt) {
+      rs = &beginAttempt(req, cc, *e, routed);
+      bool connect_failed = false;
+      ++e->pending;
+      if (s_.request_timeout.count() == 0) {
+        result = co_await dispatch(*e, req, connect_failed);
+      } else {
+        result = co_await dispatchTimed(*e, req, connect_failed, timed_out);
+      }
+      --e->pending;
+      Endpoint* next = nullptr;
+      if (!endAttempt(req, *e, *rs, result, connect_failed, attempt == 0 && replayable, choices, next)) break;
+      e = next;
+    }
+    co_return finish(result, e, rs, cc, received, grpc, timed_out);
   }
 
   // Upgrade / CONNECT: a dedicated connection carries the head and then bytes both ways.

@@ -8,22 +8,38 @@
 // pushing more it should co_await waitWritable(), which returns once fewer than `high_water` bytes
 // are buffered (or the consumer is gone). An HTTP/2 producer cannot wait inside nghttp2's
 // callbacks; it pushes what the peer sent (bounded by the flow-control window it advertises) and
-// returns the window with the bytes reported to `on_consumed`.
+// returns the window with the bytes reported to its BodyProducer's consumed().
 //
 // Consumer: co_await read() until it returns kEnd or kAbort.
 #pragma once
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/recycling_allocator.hpp>
 #include <asio/steady_timer.hpp>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "weft/http/message.h"
 
 namespace weft::http {
+
+class BodyObserver;
+
+// What a producer wants to hear of the consumer (HTTP/2: flow control and stream resets). An
+// interface held by shared_ptr rather than std::function members: the producer's own state
+// object implements it, so a body costs no allocation for its hooks.
+class BodyProducer {
+ public:
+  virtual ~BodyProducer() = default;
+  // The consumer took `n` bytes.
+  virtual void consumed(std::size_t n) = 0;
+  // Once: the consumer will read no more (it cancelled).
+  virtual void cancelled() = 0;
+};
 
 class Body {
  public:
@@ -37,6 +53,9 @@ class Body {
   };
 
   explicit Body(const asio::any_io_executor& ex, std::size_t high_water = 64 * 1024);
+  // A new body. Use this rather than make_shared: a request makes two or more bodies, and this
+  // takes their memory from the worker thread's recycled blocks (see makeRecycled).
+  static std::shared_ptr<Body> make(const asio::any_io_executor& ex, std::size_t high_water = 64 * 1024);
   // A body that is already complete and empty (no data, no trailers).
   static std::shared_ptr<Body> empty(const asio::any_io_executor& ex);
   ~Body();
@@ -50,8 +69,8 @@ class Body {
   // Until buffered bytes < high_water, or the consumer has gone (then returns false).
   asio::awaitable<bool> waitWritable();
   [[nodiscard]] std::size_t buffered() const { return buffered_.size(); }
-  // Called with the byte count each time the consumer takes data (HTTP/2 window updates).
-  std::function<void(std::size_t)> on_consumed;
+  // Told of each read and of a cancel (HTTP/2 window updates and resets); may be null.
+  std::shared_ptr<BodyProducer> producer;
 
   // --- consumer ---
   asio::awaitable<Chunk> read();
@@ -59,14 +78,12 @@ class Body {
   // coalesce a head with a body that is already complete (one write, one syscall).
   std::optional<Chunk> tryRead();
   // The consumer will read no more (its peer went away): wakes the producer, drops buffered data,
-  // and calls on_cancel once (an HTTP/2 producer resets its stream).
+  // and tells the producer once (an HTTP/2 producer resets its stream).
   void cancel();
-  std::function<void()> on_cancel;
 
-  // Called once, when the consumer takes the final chunk (kEnd or kAbort) or cancels: how the
-  // body ended, its trailers (kEnd) or the reason (kAbort; "cancelled" after cancel()). The
-  // proxy's metrics use it (grpc-status in trailers, streams reset mid-body).
-  std::function<void(Kind, const Fields& trailers, std::string_view error)> on_done;
+  // Told once, when the consumer takes the final chunk (kEnd or kAbort) or cancels (the proxy's
+  // metrics: grpc-status in trailers, streams reset mid-body). May be null.
+  std::shared_ptr<BodyObserver> observer;
 
   [[nodiscard]] bool finished() const { return state_ != State::kOpen; }
   [[nodiscard]] bool cancelled() const { return cancelled_; }
@@ -91,5 +108,21 @@ class Body {
   bool cancelled_ = false;
   uint64_t pushed_ = 0;
 };
+
+class BodyObserver {
+ public:
+  virtual ~BodyObserver() = default;
+  // How the body ended: its trailers (kEnd) or the reason (kAbort; "cancelled" after cancel()).
+  virtual void done(Body::Kind kind, const Fields& trailers, std::string_view error) = 0;
+};
+
+// std::allocate_shared from the calling worker thread's recycled blocks (Asio's per-thread
+// cache, the one its coroutine frames and operations use): the objects made for every request
+// (bodies, HTTP/2 streams) then cost no malloc in the steady state. Freed on another thread, a
+// block simply goes back to the heap.
+template <typename T, typename... Args>
+std::shared_ptr<T> makeRecycled(Args&&... args) {
+  return std::allocate_shared<T>(asio::recycling_allocator<T>(), std::forward<Args>(args)...);
+}
 
 }  // namespace weft::http

@@ -63,6 +63,8 @@ RequestHead fromHttp1(http1::RequestHead& h);
 // `chunked`: add "Transfer-Encoding: chunked" (the body's length is not known). `upgrade`: keep
 // the Connection and Upgrade fields (an Upgrade / CONNECT request handed on as it came).
 std::string serializeRequestHead(const RequestHead& head, bool chunked, bool upgrade = false);
+// The same, appended to `out` (a connection reuses one buffer).
+void appendRequestHead(std::string& out, const RequestHead& head, bool chunked, bool upgrade = false);
 
 class H1Client : public std::enable_shared_from_this<H1Client> {
  public:
@@ -98,6 +100,7 @@ class H1Client : public std::enable_shared_from_this<H1Client> {
   std::unique_ptr<Transport> t_;
   H1Settings settings_;
   detail::ReadBuffer in_;
+  std::string out_;  // the request head (and what body came with it) being written
   bool busy_ = false;
   bool broken_ = false;
   bool retryable_ = false;

@@ -19,15 +19,14 @@
 #include <string_view>
 #include <vector>
 
+#include "weft/http1/codec.h"
+
 namespace weft::http {
 
 class Body;
 
-struct Field {
-  std::string name;
-  std::string value;
-  bool operator==(const Field&) const = default;
-};
+// The HTTP/1 codec's field type, so a parsed head's fields become a message's without a copy.
+using Field = http1::Header;
 using Fields = std::vector<Field>;
 
 bool iequals(std::string_view a, std::string_view b);

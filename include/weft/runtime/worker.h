@@ -31,7 +31,9 @@ class Worker {
 
  private:
   std::string name_;
-  asio::io_context context_{1};  // concurrency hint 1: one thread runs it, so Asio skips locking
+  // One thread runs it, and only that thread touches its sockets (other threads only post to
+  // it): Asio may skip the per-socket locks. The scheduler keeps its lock for those posts.
+  asio::io_context context_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
   std::unique_ptr<Thread> thread_;
 };
