@@ -40,8 +40,8 @@ bool isHopByHop(std::string_view name) {
          iequals(name, "http2-settings");
 }
 
-// Calls fn(token) for each name the Connection fields list (RFC 9110 §7.6.1), but keep-alive and
-// close: those name no field that is not hop-by-hop already.
+// Calls fn(token) for each name the Connection fields list (RFC 9110 §7.6.1), but keep-alive:
+// a field of that name is hop-by-hop already.
 template <typename F>
 void forEachConnectionToken(const Fields& all, F&& fn) {
   for (const auto& f : all) {
@@ -52,7 +52,7 @@ void forEachConnectionToken(const Fields& all, F&& fn) {
       auto t = v.substr(0, comma);
       while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
       while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-      if (!t.empty() && !iequals(t, "keep-alive") && !iequals(t, "close")) fn(t);
+      if (!t.empty() && !iequals(t, "keep-alive")) fn(t);
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);
     }

@@ -41,7 +41,7 @@ class ClientConn final : public Conn {
         settings_(settings) {}
 
   bool init();
-  static asio::awaitable<Result<Response>> send(std::shared_ptr<ClientConn> c, Request req);
+  static asio::awaitable<Result<Response>> send(std::shared_ptr<ClientConn> c, Request& req);
   [[nodiscard]] bool available() const;
   [[nodiscard]] std::size_t active() const { return streams_.size(); }
   void shutdown();
@@ -77,9 +77,7 @@ class H2ClientImpl final : public H2Client {
  public:
   explicit H2ClientImpl(std::shared_ptr<ClientConn> c) : c_(std::move(c)) {}
   ~H2ClientImpl() override { c_->shutdown(); }
-  asio::awaitable<Result<Response>> send(Request req) override {
-    return ClientConn::send(c_, std::move(req));
-  }
+  asio::awaitable<Result<Response>> sendBorrowed(Request& req) override { return ClientConn::send(c_, req); }
   [[nodiscard]] bool available() const override { return c_->available(); }
   [[nodiscard]] bool closed() const override { return c_->dead(); }
   [[nodiscard]] std::size_t activeStreams() const override { return c_->active(); }
@@ -148,7 +146,7 @@ void ClientConn::shutdown() {
   wantWrite();
 }
 
-asio::awaitable<Result<Response>> ClientConn::send(std::shared_ptr<ClientConn> c, Request req) {
+asio::awaitable<Result<Response>> ClientConn::send(std::shared_ptr<ClientConn> c, Request& req) {
   if (c->dead_) co_return Error::upstream("connection_lost", "HTTP/2 connection closed");
   if (c->goaway_recv_ || c->goaway_sent_) {
     co_return Error::upstream("refused_stream", "HTTP/2 connection is going away");
@@ -306,8 +304,10 @@ int ClientConn::onStreamClose(nghttp2_session*, int32_t id, uint32_t code, void*
   auto& c = from(user);
   auto st = c.findClient(id);
   if (!st) return 0;
-  st->fail(code == NGHTTP2_REFUSED_STREAM ? "refused_stream" : "stream_reset",
-           "HTTP/2 stream closed: " + std::string(h2::errorCodeName(code)));
+  if (!st->head_done && !st->error) {  // the message is only built when someone reads it
+    st->fail(code == NGHTTP2_REFUSED_STREAM ? "refused_stream" : "stream_reset",
+             "HTTP/2 stream closed: " + std::string(h2::errorCodeName(code)));
+  }
   c.closeStream(st);
   return 0;
 }
@@ -340,6 +340,8 @@ void ClientConn::onDead() {
 }
 
 }  // namespace
+
+asio::awaitable<Result<Response>> H2Client::send(Request req) { co_return co_await sendBorrowed(req); }
 
 std::shared_ptr<H2Client> H2Client::start(std::unique_ptr<Transport> transport,
                                           const H2Settings& settings, H2Hooks hooks) {

@@ -76,10 +76,17 @@ int onDataChunkCb(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, si
 
 // ---- Headers ---------------------------------------------------------------------------------
 
-void Headers::add(std::string_view name, std::string_view value) { nv_.push_back(makeNv(name, value)); }
+void Headers::add(std::string_view name, std::string_view value) {
+  if (size_ < inline_.size()) {
+    inline_[size_++] = makeNv(name, value);
+    return;
+  }
+  if (more_.empty()) more_.assign(inline_.begin(), inline_.end());
+  more_.push_back(makeNv(name, value));
+  ++size_;
+}
 
 void Headers::addRegular(const Fields& fields, bool keep_te_trailers) {
-  nv_.reserve(nv_.size() + fields.size());
   for (const auto& f : fields) {
     if (f.name.empty() || f.name.front() == ':') continue;
     std::string_view name = f.name;

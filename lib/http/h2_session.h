@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <array>
 #include <list>
 #include <memory>
 #include <string>
@@ -69,18 +70,23 @@ class Signal {
 // the submit call. Only names that need lowercasing are copied.
 class Headers {
  public:
-  Headers() { nv_.reserve(8); }
+  Headers() = default;
+  Headers(const Headers&) = delete;
+  Headers& operator=(const Headers&) = delete;
   // By reference: `name` and `value` must outlive the submit call.
   void add(std::string_view name, std::string_view value);
   // Adds the regular fields of `fields` with lowercased names, leaving out pseudo-headers and
   // connection-specific fields (RFC 9113 §8.2.2). `keep_te_trailers`: "te: trailers" is the one
   // TE a request may carry. By reference, as add().
   void addRegular(const Fields& fields, bool keep_te_trailers);
-  [[nodiscard]] const nghttp2_nv* data() const { return nv_.data(); }
-  [[nodiscard]] std::size_t size() const { return nv_.size(); }
+  [[nodiscard]] const nghttp2_nv* data() const { return more_.empty() ? inline_.data() : more_.data(); }
+  [[nodiscard]] std::size_t size() const { return size_; }
 
  private:
-  std::vector<nghttp2_nv> nv_;
+  // Most heads fit inline (no allocation); a larger one moves to `more_`.
+  std::array<nghttp2_nv, 16> inline_{};
+  std::vector<nghttp2_nv> more_;
+  std::size_t size_ = 0;
   std::list<std::string> lowered_;  // stable addresses; empty unless a name had capitals
 };
 

@@ -623,12 +623,11 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
         e.h2.push_back(client);
       }
       const bool replayable = req.head.end_stream;
-      http::RequestHead head_copy;
-      if (replayable && attempt == 0) head_copy = req.head;
-      auto r = co_await client->send(std::move(req));
+      auto r = co_await client->sendBorrowed(req);
       if (r || attempt == 1 || !replayable || r.error().kind != "refused_stream") co_return r;
-      // Refused before processing (GOAWAY, REFUSED_STREAM): safe to send again.
-      req = Request{std::move(head_copy), Body::empty(ex_), Clock::now()};
+      // Refused before processing (GOAWAY, REFUSED_STREAM): safe to send again (the head is
+      // intact, and there was no body).
+      req.body = Body::empty(ex_);
     }
     co_return Error::upstream("refused_stream");
   }

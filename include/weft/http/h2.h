@@ -92,7 +92,11 @@ class H2Client {
   //  "stream_reset"     the peer reset the stream
   //  "connection_lost"  the connection failed or closed
   // Field names are sent lowercased; connection-specific fields are never sent.
-  virtual asio::awaitable<Result<Response>> send(Request req) = 0;
+  asio::awaitable<Result<Response>> send(Request req);
+  // The same, without taking the request: its head is only read (before the first suspension),
+  // so after "refused_stream" the caller can send it again without having kept a copy; the body
+  // is taken.
+  virtual asio::awaitable<Result<Response>> sendBorrowed(Request& req) = 0;
 
   // True while new requests may be sent: connected, no GOAWAY either way, below the peer's
   // SETTINGS_MAX_CONCURRENT_STREAMS.
