@@ -68,8 +68,8 @@ class ServerConn final : public Conn {
   void startDrain();
   void onDead() override;
 
-  static asio::awaitable<void> runStream(std::shared_ptr<ServerConn> c,
-                                         std::shared_ptr<ServerStream> st, Request req);
+  // The handler's answer for `st` (or the exception it should never throw).
+  void onResponse(const std::shared_ptr<ServerStream>& st, std::exception_ptr handler_error, Response rsp);
   static asio::awaitable<void> idleWatch(std::shared_ptr<ServerConn> c);
   static asio::awaitable<void> drainLoop(std::shared_ptr<ServerConn> c);
 
@@ -351,35 +351,31 @@ void ServerConn::onRequest(ServerStream* st, bool end_stream) {
   defer([this, id = st->id] {
     auto s = findServer(id);
     if (!s || s->closed || dead_) return;  // reset in the same read: never started
-    asio::co_spawn(ex_, runStream(self(), s, std::move(s->request)), asio::detached);
+    // The handler's coroutine runs as its own thread of execution; its answer comes to
+    // onResponse (no wrapping coroutine per stream).
+    asio::co_spawn(ex_, handler_(std::move(s->request)),
+                   [c = self(), s](std::exception_ptr e, Response rsp) { c->onResponse(s, e, std::move(rsp)); });
   });
 }
 
-asio::awaitable<void> ServerConn::runStream(std::shared_ptr<ServerConn> c,
-                                            std::shared_ptr<ServerStream> st, Request req) {
-  Response rsp;
-  bool threw = false;
-  try {
-    rsp = co_await c->handler_(std::move(req));
-  } catch (...) {  // the contract says never; a bug must not hang the stream
-    threw = true;
+void ServerConn::onResponse(const std::shared_ptr<ServerStream>& st, std::exception_ptr handler_error,
+                            Response rsp) {
+  if (handler_error) {  // the contract says never; a bug must not hang the stream
+    report("handler_exception");
+    resetStream(st->id, NGHTTP2_INTERNAL_ERROR);
+    return;
   }
-  if (threw) {
-    c->report("handler_exception");
-    c->resetStream(st->id, NGHTTP2_INTERNAL_ERROR);
-    co_return;
-  }
-  if (!rsp.body) rsp.body = Body::empty(c->ex_);
-  if (c->dead_ || st->closed) {
+  if (!rsp.body) rsp.body = Body::empty(ex_);
+  if (dead_ || st->closed) {
     rsp.body->cancel();
-    co_return;
+    return;
   }
-  if (!c->submitResponse(*st, rsp)) {
+  if (!submitResponse(*st, rsp)) {
     rsp.body->cancel();
-    co_return;
+    return;
   }
   // A body already whole went to nghttp2 in submitResponse; a streaming one needs the pump.
-  if (st->out_body && !st->out_done) co_await pump(c, st);
+  if (st->out_body && !st->out_done) asio::co_spawn(ex_, pump(self(), st), asio::detached);
 }
 
 bool ServerConn::submitResponse(ServerStream& st, Response& rsp) {

@@ -186,9 +186,8 @@ struct EndpointKey {
 };
 struct EndpointKeyHash {
   std::size_t operator()(const EndpointKey& k) const {
-    const auto* p = reinterpret_cast<const unsigned char*>(k.addr.data());
-    return std::hash<std::string_view>()(std::string_view(reinterpret_cast<const char*>(p), k.addr.size())) ^
-           static_cast<std::size_t>(k.kind);
+    const std::string_view bytes(reinterpret_cast<const char*>(k.addr.data()), k.addr.size());
+    return std::hash<std::string_view>()(bytes) ^ static_cast<std::size_t>(k.kind);
   }
 };
 
