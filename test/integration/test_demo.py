@@ -91,7 +91,13 @@ class DemoTest(unittest.TestCase):
             rows = self.stat()
             # Enough requests for the rates to mean something (the generator sends 10/s).
             enough = (rows.get("web") or {}).get("requests", 0) >= 150
-            return enough and all((rows.get(d) or {}).get("requests", 0) > 0 for d in ("books", "authors")), rows
+            # A failure series (a new grpc_status label) enters rate() only once Prometheus has
+            # scraped it twice: until then books may read 100 %. Wait for it, within the
+            # deadline (the assertions below still fail if it never comes).
+            books_rate = (rows.get("books") or {}).get("success_rate")
+            books_failed = books_rate is not None and books_rate < 1.0
+            return enough and books_failed and all(
+                (rows.get(d) or {}).get("requests", 0) > 0 for d in ("books", "authors")), rows
         deadline = time.time() + 90
         ok, rows = ready()
         while not ok and time.time() < deadline:
