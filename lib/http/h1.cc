@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -60,47 +59,17 @@ void forEachConnectionToken(const Fields& all, F&& fn) {
 }
 
 // The end-to-end fields of `h`, moved out of it (the head is not used after): hop-by-hop fields
-// and the names Connection lists are dropped. Filters in place, with the tokens as views of the
-// Connection values: a head costs no allocation here. Every field is judged before any moves
-// (compaction overwrites dropped fields, Connection's among them).
+// and the names Connection lists are dropped, in place. The listed names are copied first
+// (filtering moves fields over the Connection values); most heads list none but keep-alive, and
+// then nothing is allocated here.
 Fields endToEnd(http1::Headers& h) {
   Fields all = h.release();
-  std::array<std::string_view, 16> tokens;
-  std::size_t n_tokens = 0;
-  bool overflow = false;
-  forEachConnectionToken(all, [&](std::string_view t) {
-    if (n_tokens < tokens.size()) {
-      tokens[n_tokens++] = t;
-    } else {
-      overflow = true;
-    }
+  std::vector<std::string> listed;
+  forEachConnectionToken(all, [&](std::string_view t) { listed.emplace_back(t); });
+  std::erase_if(all, [&](const Field& f) {
+    return isHopByHop(f.name) ||
+           std::any_of(listed.begin(), listed.end(), [&](const std::string& t) { return iequals(t, f.name); });
   });
-  if (overflow || all.size() > 64) {
-    // Rare heads: the tokens are copied and the filter may move freely.
-    std::vector<std::string> listed;
-    forEachConnectionToken(all, [&](std::string_view t) { listed.emplace_back(t); });
-    std::erase_if(all, [&](const Field& f) {
-      return isHopByHop(f.name) ||
-             std::any_of(listed.begin(), listed.end(), [&](const std::string& t) { return iequals(t, f.name); });
-    });
-    return all;
-  }
-  uint64_t drop = 0;
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    const std::string& name = all[i].name;
-    if (isHopByHop(name) || std::any_of(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(n_tokens),
-                                        [&](std::string_view t) { return iequals(t, name); })) {
-      drop |= uint64_t{1} << i;
-    }
-  }
-  if (drop == 0) return all;
-  std::size_t out = 0;
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    if ((drop >> i) & 1) continue;
-    if (out != i) all[out] = std::move(all[i]);
-    ++out;
-  }
-  all.resize(out);
   return all;
 }
 
@@ -189,10 +158,6 @@ RequestHead fromHttp1(http1::RequestHead& h) {
   r.end_stream = h.framing.kind == http1::BodyFraming::Kind::kNone;
   return r;
 }
-
-namespace {
-
-}  // namespace
 
 std::string errorResponse(int status, std::string_view kind) {
   std::string body = std::to_string(status) + " " + std::string(reasonPhrase(status)) + ": " +
