@@ -1,6 +1,7 @@
 // weft-proxy: wires configuration, metrics, workers, the inbound and outbound stacks and the
 // admin server. The only place that names concrete implementations.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -266,10 +267,20 @@ void tuneMalloc(char** argv) {
   }
 }
 
+// The kernel names a process (ps, top, pgrep, /proc/PID/comm) after the file it executes, and
+// tuneMalloc's re-exec executes "/proc/self/exe": give the process back the name it started with.
+void restoreName(char** argv) {
+  char comm[17] = {};
+  if (argv[0] == nullptr || ::prctl(PR_GET_NAME, comm) != 0 || std::strcmp(comm, "exe") != 0) return;
+  const char* slash = std::strrchr(argv[0], '/');
+  ::prctl(PR_SET_NAME, slash != nullptr ? slash + 1 : argv[0]);  // the kernel keeps 15 bytes
+}
+
 }  // namespace
 }  // namespace weft::proxy
 
 int main(int /*argc*/, char** argv) {
+  weft::proxy::restoreName(argv);
   weft::proxy::tuneMalloc(argv);
   return weft::proxy::run();
 }
