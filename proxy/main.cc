@@ -271,7 +271,9 @@ void tuneMalloc(char** argv) {
 // tuneMalloc's re-exec executes "/proc/self/exe": give the process back the name it started with.
 void restoreName(char** argv) {
   char comm[17] = {};
-  if (argv[0] == nullptr || ::prctl(PR_GET_NAME, comm) != 0 || std::strcmp(comm, "exe") != 0) return;
+  if (argv[0] == nullptr || ::prctl(PR_GET_NAME, comm) != 0 || std::strcmp(comm, "exe") != 0) {
+    return;
+  }
   const char* slash = std::strrchr(argv[0], '/');
   ::prctl(PR_SET_NAME, slash != nullptr ? slash + 1 : argv[0]);  // the kernel keeps 15 bytes
 }
