@@ -4,15 +4,6 @@
 
 namespace weft::http {
 
-namespace {
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-}  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
 std::optional<std::string_view> find(const Fields& f, std::string_view name) {
   for (const auto& field : f) {
     if (iequals(field.name, name)) return std::string_view(field.value);

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "weft/common/ascii.h"
 #include "weft/http1/codec.h"
 
 namespace weft::http {
@@ -29,7 +30,7 @@ class Body;
 using Field = http1::Header;
 using Fields = std::vector<Field>;
 
-bool iequals(std::string_view a, std::string_view b);
+using ascii::iequals;
 // First value of `name` (case-insensitive), or nullopt.
 std::optional<std::string_view> find(const Fields& f, std::string_view name);
 // Removes every field named `name` (case-insensitive). Returns how many were removed.

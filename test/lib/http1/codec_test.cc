@@ -350,6 +350,44 @@ TEST(RequestParseTest, ObsTextInValueAccepted) {
   EXPECT_EQ(h.headers.get("x"), "caf\xc3\xa9");
 }
 
+// Every byte of a value is checked wherever it sits: at each position of a long value (the parser
+// looks at values eight bytes at a time), a control byte or DEL is rejected, HTAB and obs-text
+// are kept.
+TEST(RequestParseTest, EveryValueByteIsCheckedAtEveryPosition) {
+  struct Case {
+    char byte;
+    const char* kind;  // nullptr: accepted
+  };
+  const Case cases[] = {{'\0', "invalid_header_value"},
+                        {'\x01', "invalid_header_value"},
+                        {'\x1f', "invalid_header_value"},
+                        {'\x7f', "invalid_header_value"},
+                        {'\r', "bare_cr"},
+                        {'\t', nullptr},
+                        {'\x80', nullptr},
+                        {'\xff', nullptr},
+                        {' ', nullptr},
+                        {'~', nullptr}};
+  for (const Case& c : cases) {
+    for (std::size_t pos = 1; pos < 40; ++pos) {  // not at the ends, where OWS would be trimmed
+      std::string value(41, 'v');
+      value[pos] = c.byte;
+      RequestHead h;
+      const Outcome o = parseRequest("GET / HTTP/1.1\r\nHost: a\r\nX: " + value + "\r\n\r\n", &h);
+      SCOPED_TRACE(testing::Message()
+                   << "byte " << int(static_cast<unsigned char>(c.byte)) << " at " << pos);
+      if (c.kind == nullptr) {
+        ASSERT_EQ(o.state, ParseState::kDone);
+        EXPECT_EQ(h.headers.get("x"), value);
+      } else {
+        ASSERT_EQ(o.state, ParseState::kError);
+        EXPECT_EQ(o.error.status, 400);
+        EXPECT_EQ(o.error.kind, c.kind);
+      }
+    }
+  }
+}
+
 TEST(RequestParseTest, ExtensionMethodAccepted) {
   RequestHead h;
   ASSERT_EQ(parseRequest("PROPFIND /d HTTP/1.1\r\nHost: a\r\n\r\n", &h).state, ParseState::kDone);
