@@ -24,6 +24,11 @@ function(weft_add_library name)
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR})
   target_link_libraries(${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_DEPS})
   weft_target_defaults(${name})
+  if(WEFT_LTO)
+    # Optimiser IR for weft-proxy's link-time optimisation, and ordinary code for every other
+    # binary and test, which link without it (CMakeLists.txt, WEFT_LTO).
+    target_compile_options(${name} PRIVATE -flto=auto -ffat-lto-objects)
+  endif()
 endfunction()
 
 # weft_add_binary(NAME SOURCES ... DEPS ...)

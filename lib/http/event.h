@@ -16,12 +16,9 @@ class Event {
     timer_.cancel();
   }
   [[nodiscard]] bool isSet() const { return set_; }
-  asio::awaitable<void> wait() {
-    while (!set_) {
-      timer_.expires_at(asio::steady_timer::time_point::max());
-      co_await timer_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-    }
-  }
+  // Defined in event.cc, not here: GCC gives an inline coroutine's frame a type whose members
+  // differ between translation units, which link-time optimisation reports as an ODR violation.
+  asio::awaitable<void> wait();
 
  private:
   asio::steady_timer timer_;

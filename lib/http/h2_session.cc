@@ -5,6 +5,12 @@
 
 namespace weft::http::h2 {
 
+asio::awaitable<bool> Signal::waitFor(std::chrono::steady_clock::duration d) {
+  timer_.expires_after(d);
+  auto [ec] = co_await timer_.async_wait(kAwait);
+  co_return ec == asio::error::operation_aborted;
+}
+
 namespace {
 
 // How much a pump buffers ahead of the peer's flow-control window before it stops reading its
