@@ -243,6 +243,18 @@ int run() {
   return 0;
 }
 
+// The kernel names a process (ps, top, pgrep, /proc/PID/comm) after the file it executes, and
+// tuneMalloc's re-exec below executes "/proc/self/exe": the re-executed process takes back the
+// name it started with.
+void restoreName(char** argv) {
+  char comm[17] = {};
+  if (argv[0] == nullptr || ::prctl(PR_GET_NAME, comm) != 0 || std::strcmp(comm, "exe") != 0) {
+    return;
+  }
+  const char* slash = std::strrchr(argv[0], '/');
+  ::prctl(PR_SET_NAME, slash != nullptr ? slash + 1 : argv[0]);  // the kernel keeps 15 bytes
+}
+
 // glibc's malloc keeps up to 7 freed blocks per size per thread (its tcache); past that, malloc
 // and free take the arena's lock and slower bins. A proxy allocates and frees in bursts (a few
 // blocks per request in flight, hundreds in flight under load), so it asks for a larger cache.
@@ -252,7 +264,10 @@ int run() {
 // bench/run --http: ~7 % less CPU per HTTP/2 request through a proxy pair, RSS unchanged.
 void tuneMalloc(char** argv) {
   const char* current = std::getenv("GLIBC_TUNABLES");
-  if (current != nullptr && std::strstr(current, "glibc.malloc.tcache_count") != nullptr) return;
+  if (current != nullptr && std::strstr(current, "glibc.malloc.tcache_count") != nullptr) {
+    restoreName(argv);  // re-executed already (or tuned by the user: then a no-op)
+    return;
+  }
   const std::optional<std::string> previous =
       current != nullptr ? std::optional<std::string>(current) : std::nullopt;
   std::string value = previous && !previous->empty() ? *previous + ":" : std::string();
@@ -267,22 +282,10 @@ void tuneMalloc(char** argv) {
   }
 }
 
-// The kernel names a process (ps, top, pgrep, /proc/PID/comm) after the file it executes, and
-// tuneMalloc's re-exec executes "/proc/self/exe": give the process back the name it started with.
-void restoreName(char** argv) {
-  char comm[17] = {};
-  if (argv[0] == nullptr || ::prctl(PR_GET_NAME, comm) != 0 || std::strcmp(comm, "exe") != 0) {
-    return;
-  }
-  const char* slash = std::strrchr(argv[0], '/');
-  ::prctl(PR_SET_NAME, slash != nullptr ? slash + 1 : argv[0]);  // the kernel keeps 15 bytes
-}
-
 }  // namespace
 }  // namespace weft::proxy
 
 int main(int /*argc*/, char** argv) {
-  weft::proxy::restoreName(argv);
   weft::proxy::tuneMalloc(argv);
   return weft::proxy::run();
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "lib/http/event.h"
+#include "weft/common/ascii.h"
 #include "weft/http/detail/read_buffer.h"
 
 namespace weft::http {
@@ -141,9 +142,7 @@ RequestHead fromHttp1(http1::RequestHead& h) {
     case http1::TargetForm::kAbsolute: {
       r.absolute_form = true;
       auto sep = h.target.find("://");
-      r.scheme = h.target.substr(0, sep);
-      std::transform(r.scheme.begin(), r.scheme.end(), r.scheme.begin(),
-                     [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+      r.scheme = ascii::toLower(std::string_view(h.target).substr(0, sep));
       auto rest = std::string_view(h.target).substr(sep + 3);
       auto slash = rest.find_first_of("/?");
       r.path = slash == std::string_view::npos ? std::string() : std::string(rest.substr(slash));

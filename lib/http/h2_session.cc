@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "weft/common/ascii.h"
+
 namespace weft::http::h2 {
 
 asio::awaitable<bool> Signal::waitFor(std::chrono::steady_clock::duration d) {
@@ -96,7 +98,7 @@ void Headers::addRegular(const Fields& fields, bool keep_te_trailers) {
   for (const auto& f : fields) {
     if (f.name.empty() || f.name.front() == ':') continue;
     std::string_view name = f.name;
-    if (hasUpper(name)) name = lowered_.emplace_back(lowercase(name));
+    if (hasUpper(name)) name = lowered_.emplace_back(ascii::toLower(name));
     if (isConnectionSpecific(name) || name == "host") continue;
     if (name == "te") {
       if (keep_te_trailers && iequals(trim(f.value), "trailers")) add("te", "trailers");
@@ -109,14 +111,6 @@ void Headers::addRegular(const Fields& fields, bool keep_te_trailers) {
 bool isConnectionSpecific(std::string_view name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
          name == "transfer-encoding" || name == "upgrade";
-}
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& ch : out) {
-    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
-  }
-  return out;
 }
 
 std::string_view errorCodeName(uint32_t code) {

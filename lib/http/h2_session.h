@@ -89,7 +89,6 @@ class Headers {
 
 // Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2); `name` is lowercase.
 bool isConnectionSpecific(std::string_view name);
-std::string lowercase(std::string_view s);
 // The metric name of an HTTP/2 error code ("protocol_error", "enhance_your_calm", ...).
 std::string_view errorCodeName(uint32_t code);
 

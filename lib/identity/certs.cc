@@ -20,6 +20,8 @@
 #include <ctime>
 #include <utility>
 
+#include "weft/common/ascii.h"
+
 namespace weft::identity {
 namespace {
 
@@ -67,18 +69,6 @@ constexpr std::size_t kMaxCommonName = 64;
 // Far beyond any sane certificate, and small enough that now + lifetime cannot overflow
 // system_clock (nanoseconds, +-292 years around 1970).
 constexpr seconds kMaxLifetime = std::chrono::hours(24 * 365 * 100);
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && lowercase(a) == lowercase(b);
-}
 
 // Untrusted text made safe for logs, terminals and JSON: printable ASCII kept, the rest \xNN,
 // cut at `limit` characters.
@@ -643,7 +633,7 @@ Result<std::string> createCsr(EVP_PKEY* key, std::string_view identity) {
 
 Result<ValidatedCsr> validateCsr(std::string_view der, std::string_view expected_identity) {
   ERR_clear_error();
-  const std::string expected = lowercase(expected_identity);
+  const std::string expected = ascii::toLower(expected_identity);
   if (!isValidIdentityName(expected)) {
     return Error::internal("wrong_san", "the expected identity \"" + printable(expected) +
                                             "\" is not a valid DNS name");
@@ -762,7 +752,7 @@ Result<ValidatedCsr> validateCsr(std::string_view der, std::string_view expected
                                    "; want the DNS name " + expected);
   }
   const std::string_view dns = asn1View(gn->d.dNSName);
-  if (!equalsIgnoreCase(dns, expected)) {
+  if (!ascii::iequals(dns, expected)) {
     return reject("wrong_san",
                   "the CSR names \"" + printable(dns) + "\"; this workload is " + expected);
   }
@@ -911,7 +901,7 @@ bool hasDnsSan(X509* cert, std::string_view identity) {
   if (!names) return false;
   for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
     const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
-    if (gn->type == GEN_DNS && equalsIgnoreCase(asn1View(gn->d.dNSName), identity)) return true;
+    if (gn->type == GEN_DNS && ascii::iequals(asn1View(gn->d.dNSName), identity)) return true;
   }
   return false;
 }
