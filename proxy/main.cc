@@ -1,12 +1,10 @@
 // weft-proxy: wires configuration, metrics, workers, the inbound and outbound stacks and the
 // admin server. The only place that names concrete implementations.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -243,49 +241,8 @@ int run() {
   return 0;
 }
 
-// The kernel names a process (ps, top, pgrep, /proc/PID/comm) after the file it executes, and
-// tuneMalloc's re-exec below executes "/proc/self/exe": the re-executed process takes back the
-// name it started with.
-void restoreName(char** argv) {
-  char comm[17] = {};
-  if (argv[0] == nullptr || ::prctl(PR_GET_NAME, comm) != 0 || std::strcmp(comm, "exe") != 0) {
-    return;
-  }
-  const char* slash = std::strrchr(argv[0], '/');
-  ::prctl(PR_SET_NAME, slash != nullptr ? slash + 1 : argv[0]);  // the kernel keeps 15 bytes
-}
-
-// glibc's malloc keeps up to 7 freed blocks per size per thread (its tcache); past that, malloc
-// and free take the arena's lock and slower bins. A proxy allocates and frees in bursts (a few
-// blocks per request in flight, hundreds in flight under load), so it asks for a larger cache.
-// glibc reads tunables only when a process starts: the proxy re-executes itself once (same PID,
-// arguments and environment, plus the tunable), unless GLIBC_TUNABLES already sizes the cache
-// (which is also how to opt out: glibc.malloc.tcache_count=7 is glibc's default). Measured with
-// bench/run --http: ~7 % less CPU per HTTP/2 request through a proxy pair, RSS unchanged.
-void tuneMalloc(char** argv) {
-  const char* current = std::getenv("GLIBC_TUNABLES");
-  if (current != nullptr && std::strstr(current, "glibc.malloc.tcache_count") != nullptr) {
-    restoreName(argv);  // re-executed already (or tuned by the user: then a no-op)
-    return;
-  }
-  const std::optional<std::string> previous =
-      current != nullptr ? std::optional<std::string>(current) : std::nullopt;
-  std::string value = previous && !previous->empty() ? *previous + ":" : std::string();
-  value += "glibc.malloc.tcache_count=256";
-  if (::setenv("GLIBC_TUNABLES", value.c_str(), 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
-  // exec failed (no /proc): run on with glibc's default cache, and the environment as it was.
-  if (previous) {
-    ::setenv("GLIBC_TUNABLES", previous->c_str(), 1);
-  } else {
-    ::unsetenv("GLIBC_TUNABLES");
-  }
-}
-
 }  // namespace
 }  // namespace weft::proxy
 
-int main(int /*argc*/, char** argv) {
-  weft::proxy::tuneMalloc(argv);
-  return weft::proxy::run();
-}
+// The allocator is chosen at link time (WEFT_MIMALLOC in CMakeLists.txt): nothing to set up here.
+int main() { return weft::proxy::run(); }

@@ -417,7 +417,7 @@ class LifecycleTest(unittest.TestCase):
         for t in threads:
             with open(f"/proc/{b.proxy.pid}/task/{t}/comm") as f:
                 names.add(f.read().strip())
-        # The process keeps its own name through the start-up re-exec (proxy/main.cc, tuneMalloc).
+        # The process and its threads carry names ps, top and pgrep show.
         self.assertTrue({"weft-proxy", "weft-worker-0", "weft-worker-1", "weft-admin"} <= names, names)
         for _ in range(20):
             s = a.connect(b.ip, 7001)
