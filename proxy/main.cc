@@ -126,7 +126,7 @@ int run() {
   registry.addCollector([](std::string& out) {
     out += "# HELP proxy_build_info Proxy build info\n# TYPE proxy_build_info gauge\n";
     out += "proxy_build_info{version=\"" WEFT_VERSION "\",git_sha=\"" WEFT_GIT_SHA
-           "\",profile=\"" WEFT_PROFILE "\",vendor=\"weft\"} 1\n";
+           "\",profile=\"" WEFT_PROFILE "\",pgo=\"" WEFT_PGO "\",vendor=\"weft\"} 1\n";
     out += "# HELP weft_bug_total Internal invariant violations (each is a bug to report)\n";
     out += "# TYPE weft_bug_total counter\nweft_bug_total " + std::to_string(bugCounter().load()) + "\n";
   });

@@ -5,6 +5,7 @@ pod "a" (client side) -> a's outbound proxy -> network -> b's inbound proxy -> s
 
 import hashlib
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -311,7 +312,14 @@ class L4Test(unittest.TestCase):
         self.assertEqual(p.admin("/live"), (200, b"live\n"))
         self.assertEqual(p.admin("/ready"), (200, b"ready\n"))
         m = p.metrics()
-        self.assertEqual(len(m.find("proxy_build_info", vendor="weft")), 1)
+        build_info = m.find("proxy_build_info", vendor="weft")
+        self.assertEqual(len(build_info), 1)
+        # pgo says whether the binary was built with a PGO profile: as its build's CMake cache says.
+        cache = os.path.join(BIN_DIR, "..", "CMakeCache.txt")
+        if os.path.exists(cache):
+            with open(cache) as f:
+                pgo_used = re.search(r"^WEFT_PGO_USE:PATH=.+$", f.read(), re.M) is not None
+            self.assertEqual(build_info[0][0].get("pgo"), "true" if pgo_used else "false")
         for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                      "process_start_time_seconds"):
             self.assertEqual(len(m.find(name)), 1, name)
