@@ -174,8 +174,14 @@ bool applyUpdate(std::string_view update, Discovery& state) {
         for (auto a : addrs) {
           DiscoveredEndpoint e;
           if (!decodeWeightedAddr(a, set_labels, e)) return false;
-          removeAddr(state, e.addr);
-          state.endpoints.push_back(std::move(e));
+          auto present = std::find_if(state.endpoints.begin(), state.endpoints.end(),
+                                      [&](const DiscoveredEndpoint& x) { return x.addr == e.addr; });
+          if (present != state.endpoints.end()) {
+            e.since = present->since;  // new labels or weight, same life
+            *present = std::move(e);
+          } else {
+            state.endpoints.push_back(std::move(e));
+          }
         }
         return true;
       }
@@ -206,6 +212,18 @@ bool applyUpdate(std::string_view update, Discovery& state) {
         return true;
     }
   });
+}
+
+bool applyFirstUpdate(std::string_view update, Discovery& state) {
+  Discovery fresh;
+  if (!applyUpdate(update, fresh)) return false;
+  for (auto& e : fresh.endpoints) {
+    for (const auto& old : state.endpoints) {
+      if (old.addr == e.addr) e.since = old.since;
+    }
+  }
+  state = std::move(fresh);
+  return true;
 }
 
 std::string encodeGetDestination(std::string_view path) {
@@ -297,8 +315,12 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
     co_return client_;
   }
 
-  void publish(Watch& w, Discovery state) {
+  // Stamps `state` (the stream's own copy too, so `since` stays put on the next update).
+  void publish(Watch& w, Discovery& state) {
     state.version = ++version_;
+    for (auto& e : state.endpoints) {
+      if (e.since == 0) e.since = state.version;
+    }
     if (spdlog::should_log(spdlog::level::debug)) {
       std::string eps;
       for (const auto& e : state.endpoints) {
@@ -306,7 +328,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
       }
       spdlog::debug("destination: {}: {}{}", w.path, state.exists ? "" : "unknown", eps);
     }
-    w.current = std::make_shared<const Discovery>(std::move(state));
+    w.current = std::make_shared<const Discovery>(state);
     w.first.set();
   }
 
@@ -344,6 +366,7 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
           std::string grpc_status;
           if (auto g = http::find(resp->head.headers, "grpc-status")) grpc_status = *g;
           bool broken = false;
+          bool first = true;
           for (;;) {
             auto chunk = co_await resp->body->read();
             if (chunk.kind == http::Body::Kind::kData) {
@@ -357,11 +380,13 @@ class DestinationClient::Impl : public std::enable_shared_from_this<DestinationC
                   break;
                 }
                 if (buf.size() - off - 5 < n) break;
-                if (!applyUpdate(std::string_view(buf).substr(off + 5, n), state)) {
+                const auto update = std::string_view(buf).substr(off + 5, n);
+                if (!(first ? applyFirstUpdate(update, state) : applyUpdate(update, state))) {
                   broken = true;
                   break;
                 }
                 off += 5 + n;
+                first = false;
                 publish(*w, state);
                 progressed = true;
               }

@@ -4,7 +4,8 @@
 //
 // Why not grpc++: the proxy does not link it (include/weft/grpc/wire.h says why); the stream is
 // an ordinary HTTP/2 request on the proxy's own H2Client, and the few messages are decoded with
-// the hand-written wire reader (tested against the generated code in test/proxy/discovery).
+// the hand-written wire reader (tested against the generated code in test/proxy/discovery, and
+// fuzzed: test/fuzz/destination_update_fuzz_test.cc).
 //
 // Behaviour:
 //  - Only targets inside WEFT_PROXY_DESTINATION_NETWORKS are looked up; others go to their
@@ -13,7 +14,8 @@
 //    later requests use the cached answer, which the stream keeps current.
 //  - An unknown target (NOT_FOUND) is answered at once and remembered for a few seconds.
 //  - Controller down: the last known endpoints keep serving; the stream reconnects with
-//    jittered back-off. A target never resolved fails fast with "discovery_unavailable".
+//    jittered back-off, and its first answer replaces them. A target never resolved fails
+//    fast with "discovery_unavailable".
 //  - A subscription unused for the idle timeout is cancelled.
 //
 // Threading: one client per worker, used only on that worker's thread (no locks).
@@ -39,6 +41,10 @@ struct DiscoveredEndpoint {
   uint16_t inbound_port = 0; // meshed and opaque: the peer proxy's inbound port (else 0)
   uint32_t weight = 10000;
   metrics::Labels labels;    // dst_* labels: the set's, then the address's
+  // The Discovery version at which the address (re)joined the set: an address removed and later
+  // added again gets a new one, so the balancer forgets what it learned about its earlier life.
+  // 0 until published (applyUpdate leaves it 0 for a new address, keeps it for a present one).
+  uint64_t since = 0;
 };
 
 struct Discovery {
@@ -60,6 +66,10 @@ struct DestinationSettings {
 // Decodes one weft.destination.v1.Update and applies it to `state` (exposed for tests and the
 // fuzz target). False on malformed input (the state is then unspecified: drop the stream).
 bool applyUpdate(std::string_view update, Discovery& state);
+// A new stream's first Update is the whole set (as Linkerd's destination sends it): it replaces
+// what the previous stream said, so an address removed while the stream was down goes. `since`
+// carries over for the addresses still there. False on malformed input, `state` untouched.
+bool applyFirstUpdate(std::string_view update, Discovery& state);
 // The GetDestination request message for `path` ("IP:port").
 std::string encodeGetDestination(std::string_view path);
 

@@ -175,6 +175,7 @@ struct Endpoint {
   metrics::Labels dst_labels;             // from discovery (dst_namespace, dst_pod, ...)
   TlsLabels tls;                          // outbound: the tls labels of requests to it
   uint64_t labels_version = 0;            // the Discovery version they came from
+  uint64_t since = 0;                     // DiscoveredEndpoint::since of the life routed to
   Clock::time_point used = Clock::now();
 };
 
@@ -418,6 +419,17 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     } else {
       e.ewma_ms = e.ewma_ms * w + rtt_ms * (1 - w);
     }
+  }
+
+  // Discovery removed the endpoint and has added it again: what was learned about it before
+  // (latency, failures, back-off) describes an earlier life, and a stale high estimate would keep
+  // it from the traffic that would correct it. Linkerd likewise builds a removed endpoint anew.
+  void forget(Endpoint& e, Clock::time_point now) {
+    e.measured = false;
+    e.ewma_ms = static_cast<double>(s_.ewma_default_rtt.count());
+    e.ewma_at = now;
+    e.consecutive_failures = 0;
+    markUp(e);
   }
 
   void markDown(Endpoint& e) {
@@ -760,6 +772,10 @@ class HttpProxy::Impl : public std::enable_shared_from_this<HttpProxy::Impl> {
     for (const auto& de : d.endpoints) {
       const std::string* id = (s_.identity_enabled && !de.identity.empty()) ? &de.identity : nullptr;
       Endpoint& e = endpoint(de.addr, kindFor(req, id), id, now);
+      if (de.since > e.since) {
+        if (e.since != 0) forget(e, now);
+        e.since = de.since;
+      }
       if (e.labels_version != d.version) {
         e.dst_labels = de.labels;
         e.labels_version = d.version;

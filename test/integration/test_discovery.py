@@ -16,7 +16,7 @@ import unittest
 from http1_client import Reader
 from http_apps import Origin
 from mesh_identity import IdentityPlane, identity_name
-from weft_harness import BIN_DIR, Mesh, Server, recv_all, require_root, wait_for
+from weft_harness import BIN_DIR, Mesh, Metrics, Server, recv_all, require_root, wait_for
 
 WEB, BOOKS = identity_name("web"), identity_name("books")
 BOOKS_VIP, CACHE_VIP, UNKNOWN_VIP = "10.96.0.20", "10.96.0.21", "10.96.0.99"
@@ -91,6 +91,27 @@ class DiscoveryTest(unittest.TestCase):
             return False
 
     @classmethod
+    def dest_metric(cls, name):
+        status, body = cls.idp.pod.http("127.0.0.1", 9996, "/metrics")
+        assert status == 200, status
+        return Metrics(body.decode()).sum(name)
+
+    def change_registry(self, change):
+        """Applies `change` to the registry files and waits until the destination service has
+        seen it and sent the difference (a file removed and put back between two of its polls
+        would be no change at all)."""
+        sent = self.dest_metric("destination_updates_total")
+        change()
+        wait_for(lambda: self.dest_metric("destination_updates_total") > sent, timeout=10,
+                 what="the destination service to send the change")
+
+    def workload_file(self, pod):
+        return os.path.join(self.state, f"registry/workloads/default/{pod.name}.json")
+
+    def servers(self, n):
+        return [self.get(BOOKS_VIP).header("x-server") for _ in range(n)]
+
+    @classmethod
     def tearDownClass(cls):
         try:
             cls.cache.close()
@@ -142,18 +163,47 @@ class DiscoveryTest(unittest.TestCase):
 
     def test_endpoint_changes_reach_the_proxy(self):
         self.assertEqual(self.get(BOOKS_VIP).status, 200)
-        path = os.path.join(self.state, "registry/workloads/default/b2.json")
+        # One slow answer from b2 (asked by its own address: the same endpoint to the balancer)
+        # puts its latency estimate far above b1's.
+        self.o2.delay = 0.1
+        try:
+            self.assertEqual(self.get(self.b2.ip, port=7001).header("x-server"), "b2")
+        finally:
+            self.o2.delay = 0
+        path = self.workload_file(self.b2)
         with open(path) as f:
-            saved = f.read()
+            saved = json.load(f)
+        self.change_registry(lambda: os.remove(path))
+        try:
+            wait_for(lambda: set(self.servers(10)) == {"b1"}, timeout=10, what="b2 removed from the endpoints")
+        finally:
+            self.change_registry(lambda: write_json(path, saved))
+        # Back as a new endpoint, unmeasured, so it is tried at once: whatever the balancer had
+        # learned about it before (a slow first request, say) no longer keeps it from traffic.
+        self.assertIn("b2", self.servers(20))
+
+    def test_endpoints_removed_while_the_controller_is_down_are_gone_when_it_is_back(self):
+        self.assertEqual(self.get(BOOKS_VIP).status, 200)
+        streams = self.dest_metric("destination_streams")
+        path = self.workload_file(self.b2)
+        with open(path) as f:
+            saved = json.load(f)
+        self.dest.kill()
+        self.dest.wait()
         os.remove(path)
         try:
-            def only_b1():
-                return all(self.get(BOOKS_VIP).header("x-server") == "b1" for _ in range(10))
-            wait_for(only_b1, timeout=10, what="b2 removed from the endpoints")
+            self.start_destination()
+            # Each stream the proxy had is back and has had its first answer (the set is b1; the
+            # stream for b2's own address, if any, is answered "not found").
+            wait_for(lambda: self.dest_metric("destination_updates_total") >= streams, timeout=15,
+                     what="the proxy's destination streams back")
+            # b1 slow: a b2 the proxy still held would now take the traffic.
+            self.o1.delay = 0.1
+            self.assertEqual(set(self.servers(8)), {"b1"})
         finally:
-            write_json(path, json.loads(saved))
-        wait_for(lambda: "b2" in {self.get(BOOKS_VIP).header("x-server") for _ in range(20)}, timeout=10,
-                 what="b2 back")
+            self.o1.delay = 0
+            self.change_registry(lambda: write_json(path, saved))
+        wait_for(lambda: "b2" in self.servers(10), timeout=10, what="b2 back")
 
     def test_restarting_the_controller_fails_no_request(self):
         self.assertEqual(self.get(BOOKS_VIP).status, 200)
