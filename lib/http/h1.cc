@@ -4,9 +4,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <sys/socket.h>
 
@@ -24,7 +22,6 @@ using http1::ParseError;
 
 namespace {
 
-constexpr auto kAwait = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadSize = 16 * 1024;
 
 // Fields that describe one hop, never forwarded (RFC 9110 §7.6.1); HTTP/2 forbids them.

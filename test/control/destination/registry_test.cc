@@ -191,8 +191,9 @@ TEST_P(ResolveTable, ResolvesTargets) {
       EXPECT_THAT(r.service.opaque_ports, ElementsAreArray(want));
     }
     if (!c.contains("details")) continue;
-    for (const auto& [addr, want] : c["details"].items()) {
-      SCOPED_TRACE(addr);
+    for (const auto& [key, want] : c["details"].items()) {
+      SCOPED_TRACE(key);
+      const std::string addr = key;  // a lambda may not capture a structured binding (clang 14)
       auto e = std::find_if(r.endpoints.begin(), r.endpoints.end(),
                             [&](const Endpoint& x) { return x.address() == addr; });
       ASSERT_NE(e, r.endpoints.end());
