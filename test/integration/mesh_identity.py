@@ -69,10 +69,7 @@ class IdentityPlane:
         sh(os.path.join(BIN_DIR, "weft"), *args)
 
     def metrics(self):
-        from weft_harness import Metrics
-        status, body = self.pod.http("127.0.0.1", 9990, "/metrics")
-        assert status == 200
-        return Metrics(body.decode())
+        return self.pod.metrics(9990)
 
     def proxy_env(self, sa, static_identities="", **extra):
         """The env of a meshed proxy for service account `sa`, with a fresh token."""

@@ -16,7 +16,7 @@ import unittest
 from http1_client import Reader
 from http_apps import Origin
 from mesh_identity import IdentityPlane, identity_name
-from weft_harness import BIN_DIR, Mesh, Metrics, Server, recv_all, require_root, wait_for
+from weft_harness import BIN_DIR, Mesh, Server, recv_all, require_root, wait_for
 
 WEB, BOOKS = identity_name("web"), identity_name("books")
 BOOKS_VIP, CACHE_VIP, UNKNOWN_VIP = "10.96.0.20", "10.96.0.21", "10.96.0.99"
@@ -92,9 +92,7 @@ class DiscoveryTest(unittest.TestCase):
 
     @classmethod
     def dest_metric(cls, name):
-        status, body = cls.idp.pod.http("127.0.0.1", 9996, "/metrics")
-        assert status == 200, status
-        return Metrics(body.decode()).sum(name)
+        return cls.idp.pod.metrics(9996).sum(name)
 
     def change_registry(self, change):
         """Applies `change` to the registry files and waits until the destination service has

@@ -82,9 +82,7 @@ class Proxy:
         return self.pod.http(host or "127.0.0.1", 4191, path, method=method, body=body)
 
     def metrics(self):
-        status, body = self.admin("/metrics")
-        assert status == 200, status
-        return Metrics(body.decode())
+        return self.pod.metrics(4191)
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
@@ -201,6 +199,12 @@ class Pod:
             s.close()
         head, _, payload = data.partition(b"\r\n\r\n")
         return int(head.split()[1]), payload
+
+    def metrics(self, port):
+        """The Prometheus metrics a process in the pod serves on 127.0.0.1:port, parsed."""
+        status, body = self.http("127.0.0.1", port, "/metrics")
+        assert status == 200, status
+        return Metrics(body.decode())
 
     def run(self, *cmd, uid=None, check=True, input=None, env=None):
         return sh(*self._cmd(cmd, uid, env), check=check, input=input)
